@@ -1,0 +1,35 @@
+use std::fmt;
+
+/// Everything that can be wrong with an HTTP/1.1 message. Each variant maps
+/// to the status a server answers a bad *request* with; for a bad *response*
+/// from an upstream the caller answers 502 instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Syntax or framing violation (RFC 9112): 400. The text says what.
+    Malformed(&'static str),
+    /// Request target longer than `Limits::max_uri_len`: 414.
+    UriTooLong,
+    /// Request line + header section longer than `Limits::max_head_bytes`: 431.
+    HeadTooLarge,
+    /// More header fields than `Limits::max_headers`: 431.
+    TooManyHeaders,
+    /// Declared or streamed body larger than `Limits::max_body_bytes`: 413.
+    BodyTooLarge,
+    /// A transfer coding other than `chunked` (e.g. `gzip, chunked`): 501.
+    UnsupportedTransferCoding,
+}
+
+impl Error {
+    /// The status a server should answer a request that failed this way with.
+    pub fn status(&self) -> u16 {
+        todo!()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        todo!()
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,195 @@
+//! The validated, typed configuration. Everything here has passed validation:
+//! names resolve, paths are absolute, options are typed. `src/pipeline`
+//! compiles it into a `Generation`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where a config item was defined, for error messages after loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The main file, absolute.
+    pub main_file: PathBuf,
+    /// Every file that was read (main + pipelines), for reload watching.
+    pub files: Vec<PathBuf>,
+    pub proxy: ProxySettings,
+    pub networks: BTreeMap<String, Network>,
+    pub management: Option<Management>,
+    pub logging: Logging,
+    pub pipelines: BTreeMap<String, Pipeline>,
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub middleware: BTreeMap<String, Middleware>,
+    pub backends: BTreeMap<String, Backend>,
+}
+
+/// `[proxy]` plus our limits/timeouts (all optional in the file; defaults here).
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// `proxy.id`, default "harmony".
+    pub id: String,
+    /// `proxy.log_level`: error|warn|info|debug|trace, default "info".
+    pub log_level: String,
+    /// `proxy.pipelines_path`, resolved against the main file's dir. Default "pipelines".
+    pub pipelines_path: PathBuf,
+    /// `proxy.scripts_path`, resolved likewise. Default "../scripts".
+    pub scripts_path: PathBuf,
+    /// `proxy.workers`, 1..=64, default 1.
+    pub workers: usize,
+    /// `proxy.max_connections` per worker, default 10_000.
+    pub max_connections: usize,
+    /// `proxy.max_header_bytes`, default 32768.
+    pub max_header_bytes: usize,
+    /// `proxy.max_headers`, default 100.
+    pub max_headers: usize,
+    /// `proxy.max_uri_bytes`, default 8192.
+    pub max_uri_bytes: usize,
+    /// `proxy.max_body_bytes` for request bodies, default 0 = unlimited (streamed).
+    pub max_body_bytes: u64,
+    /// `proxy.buffered_body_bytes`: most a stage/echo may buffer, default 1 MiB.
+    pub buffered_body_bytes: usize,
+    /// `proxy.header_timeout_ms`: full request head must arrive within, default 10_000.
+    pub header_timeout_ms: u64,
+    /// `proxy.idle_timeout_ms`: keep-alive idle / body inactivity, default 60_000.
+    pub idle_timeout_ms: u64,
+    /// `proxy.connect_timeout_ms`: upstream connect, default 5_000.
+    pub connect_timeout_ms: u64,
+    /// `proxy.upstream_timeout_ms`: default upstream response timeout, default 30_000
+    /// (a backend's `timeout_ms` overrides it).
+    pub upstream_timeout_ms: u64,
+    /// `proxy.upstream_idle_timeout_ms`: pooled keep-alive upstream conns, default 30_000.
+    pub upstream_idle_timeout_ms: u64,
+    /// `proxy.upstream_pool_size`: max idle conns per upstream address, default 64.
+    pub upstream_pool_size: usize,
+    /// `proxy.drain_timeout_ms`: on SIGTERM, wait this long for in-flight work, default 30_000.
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub name: String,
+    /// `[network.N.http]`, if present.
+    pub http: Option<HttpListener>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpListener {
+    /// bind_address + bind_port.
+    pub addr: SocketAddr,
+}
+
+/// `[management]` (served from issue 3 on; validated now).
+#[derive(Debug, Clone)]
+pub struct Management {
+    pub enabled: bool,
+    pub network: String,
+    pub base_path: String,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone)]
+pub struct Logging {
+    /// `logging.access_log`, default true: one line per request at info on target "access".
+    pub access_log: bool,
+    /// `logging.format`: "text" (default) or "json".
+    pub json: bool,
+    /// `logging.log_to_file` + `logging.file_path`: if set, logs go to this file (appended).
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    pub networks: Vec<String>,
+    pub endpoints: Vec<String>,
+    pub middleware: Vec<String>,
+    pub backends: Vec<String>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub kind: EndpointKind,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub enum EndpointKind {
+    /// service = "http" | "fhir": routed by path prefix ("/" if not given;
+    /// normalised: leading "/", no trailing "/" except for "/").
+    Http { service: String, path_prefix: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Middleware {
+    pub name: String,
+    pub kind: MiddlewareKind,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub enum MiddlewareKind {
+    /// type = "path_filter": `options.rules` (allow-list of path patterns; a
+    /// pattern ending in "*" is a prefix, otherwise exact match; matched
+    /// against the path *after* the endpoint prefix is stripped, so rules look
+    /// like "/Patient", "/Patient/*"). Non-matching → `status` (default 404;
+    /// 403 allowed). `options.deny` (same pattern syntax) → 403 even if allowed.
+    PathFilter { allow: Vec<String>, deny: Vec<String>, status: u16 },
+    /// type = "headers": `options.request_set`, `options.request_remove`,
+    /// `options.response_set`, `options.response_remove`
+    /// (set = table name → string value; remove = array of names).
+    Headers {
+        request_set: Vec<(String, String)>,
+        request_remove: Vec<String>,
+        response_set: Vec<(String, String)>,
+        response_remove: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    pub kind: BackendKind,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub enum BackendKind {
+    /// service = "http" | "fhir".
+    Http(HttpBackend),
+    /// service = "echo".
+    Echo,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpBackend {
+    /// From `base_url` (one target) or `targets = ["http://h:p", ...]` (round robin).
+    /// Only `http://` URLs with an IP literal or "localhost" host in this
+    /// build (resolved at load time, no DNS on the loop).
+    pub targets: Vec<SocketAddr>,
+    /// Path prefix from base_url ("" when none / "/"), no trailing "/".
+    pub base_path: String,
+    /// The Host header value to send when not preserving: "host:port" of base_url.
+    pub host_header: String,
+    /// `timeout_ms` (response timeout), or proxy.upstream_timeout_ms.
+    pub timeout_ms: u64,
+    /// `preserve_host`, default false.
+    pub preserve_host: bool,
+}

@@ -1,0 +1,3 @@
+//! Harmony: a secure, Lua-scriptable proxy for data meshes.
+
+pub mod config;
