@@ -1,3 +1,8 @@
-//! Harmony: a secure, Lua-scriptable proxy for data meshes.
+//! Harmony: a secure, Lua-scriptable proxy for data meshes with first-class
+//! healthcare protocols. See `docs/architecture.md` for the layers.
 
+pub mod base64;
 pub mod config;
+pub mod logging;
+pub mod pipeline;
+pub mod runtime;

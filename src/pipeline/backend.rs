@@ -1,0 +1,90 @@
+//! Backends a pipeline can send a request to.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub enum Backend {
+    Http(HttpUpstream),
+    /// Answers with what it received, as JSON.
+    Echo,
+}
+
+#[derive(Debug)]
+pub struct HttpUpstream {
+    pub name: String,
+    pub targets: Vec<SocketAddr>,
+    next: AtomicUsize,
+    pub base_path: String,
+    pub host_header: String,
+    pub timeout: Duration,
+    pub preserve_host: bool,
+}
+
+impl HttpUpstream {
+    pub fn new(name: String, cfg: &crate::config::HttpBackend) -> Self {
+        HttpUpstream {
+            name,
+            targets: cfg.targets.clone(),
+            next: AtomicUsize::new(0),
+            base_path: cfg.base_path.clone(),
+            host_header: cfg.host_header.clone(),
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            preserve_host: cfg.preserve_host,
+        }
+    }
+
+    /// Round robin over the targets.
+    pub fn pick(&self) -> SocketAddr {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.targets[i % self.targets.len()]
+    }
+
+    /// The upstream request target: base path + route path + query.
+    pub fn target(&self, route_path: &str, query: Option<&str>) -> String {
+        let mut t = String::with_capacity(self.base_path.len() + route_path.len() + query.map_or(0, |q| q.len() + 1));
+        t.push_str(&self.base_path);
+        if self.base_path.is_empty() || route_path != "/" {
+            t.push_str(route_path);
+        }
+        if let Some(q) = query {
+            t.push('?');
+            t.push_str(q);
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(base: &str) -> HttpUpstream {
+        let cfg = crate::config::HttpBackend {
+            targets: vec!["127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()],
+            base_path: base.into(),
+            host_header: "127.0.0.1:1".into(),
+            timeout_ms: 1000,
+            preserve_host: false,
+        };
+        HttpUpstream::new("b".into(), &cfg)
+    }
+
+    #[test]
+    fn targets_join_base_and_route_paths() {
+        assert_eq!(up("").target("/x", Some("q=1")), "/x?q=1");
+        assert_eq!(up("").target("/", None), "/");
+        assert_eq!(up("/v1").target("/x", None), "/v1/x");
+        assert_eq!(up("/v1").target("/", None), "/v1");
+    }
+
+    #[test]
+    fn round_robin() {
+        let u = up("");
+        let a = u.pick();
+        let b = u.pick();
+        assert_ne!(a, b);
+        assert_eq!(u.pick(), a);
+    }
+}

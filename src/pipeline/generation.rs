@@ -1,0 +1,154 @@
+//! A `Generation`: everything compiled from one configuration, immutable,
+//! shared by the workers. Connections and requests pin the generation they
+//! started on.
+
+use super::backend::{Backend, HttpUpstream};
+use super::middleware::Middleware;
+use super::router::{match_route, sort_routes, Route, RouteMatch};
+use crate::config::{BackendKind, Config, EndpointKind, MiddlewareKind};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Limits handed to the HTTP codec.
+pub type Limits = http1::Limits;
+
+/// Worker-wide settings derived from `[proxy]` and `[logging]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub gateway_id: String,
+    pub workers: usize,
+    pub max_connections: usize,
+    pub limits: Limits,
+    pub buffered_body_bytes: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub upstream_pool_size: usize,
+    pub drain_timeout: Duration,
+    pub access_log: bool,
+}
+
+#[derive(Debug)]
+pub struct NetworkRt {
+    pub name: String,
+    pub http: Option<SocketAddr>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+pub struct PipelineRt {
+    pub name: String,
+    pub middleware: Vec<usize>,
+    pub backends: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub struct Generation {
+    pub id: u64,
+    pub settings: Settings,
+    pub networks: Vec<NetworkRt>,
+    pub pipelines: Vec<PipelineRt>,
+    pub endpoints: Vec<String>,
+    pub middleware: Vec<(String, Middleware)>,
+    pub backends: Vec<(String, Backend)>,
+}
+
+impl Generation {
+    /// Compile a validated config. Fails only on what validation cannot see.
+    pub fn build(cfg: &Config, id: u64) -> Result<Generation, String> {
+        let p = &cfg.proxy;
+        let ms = Duration::from_millis;
+        let settings = Settings {
+            gateway_id: p.id.clone(),
+            workers: p.workers.max(1),
+            max_connections: p.max_connections.max(1),
+            limits: Limits {
+                max_head_bytes: p.max_header_bytes,
+                max_headers: p.max_headers,
+                max_uri_len: p.max_uri_bytes,
+                max_body_bytes: if p.max_body_bytes == 0 { u64::MAX } else { p.max_body_bytes },
+            },
+            buffered_body_bytes: p.buffered_body_bytes,
+            header_timeout: ms(p.header_timeout_ms),
+            idle_timeout: ms(p.idle_timeout_ms),
+            connect_timeout: ms(p.connect_timeout_ms),
+            upstream_idle_timeout: ms(p.upstream_idle_timeout_ms),
+            upstream_pool_size: p.upstream_pool_size,
+            drain_timeout: ms(p.drain_timeout_ms),
+            access_log: cfg.logging.access_log,
+        };
+
+        let middleware: Vec<(String, Middleware)> = cfg
+            .middleware
+            .values()
+            .map(|m| {
+                let mw = match &m.kind {
+                    MiddlewareKind::PathFilter { allow, deny, status } => {
+                        Middleware::PathFilter { allow: allow.clone(), deny: deny.clone(), status: *status }
+                    }
+                    MiddlewareKind::Headers { request_set, request_remove, response_set, response_remove } => {
+                        Middleware::Headers {
+                            request_set: request_set.clone(),
+                            request_remove: request_remove.clone(),
+                            response_set: response_set.clone(),
+                            response_remove: response_remove.clone(),
+                        }
+                    }
+                };
+                (m.name.clone(), mw)
+            })
+            .collect();
+        let backends: Vec<(String, Backend)> = cfg
+            .backends
+            .values()
+            .map(|b| {
+                let be = match &b.kind {
+                    BackendKind::Http(h) => Backend::Http(HttpUpstream::new(b.name.clone(), h)),
+                    BackendKind::Echo => Backend::Echo,
+                };
+                (b.name.clone(), be)
+            })
+            .collect();
+        let endpoints: Vec<String> = cfg.endpoints.keys().cloned().collect();
+        let mut networks: Vec<NetworkRt> = cfg
+            .networks
+            .values()
+            .map(|n| NetworkRt { name: n.name.clone(), http: n.http.as_ref().map(|h| h.addr), routes: Vec::new() })
+            .collect();
+
+        let index = |names: &Vec<String>, n: &str, what: &str| -> Result<usize, String> {
+            names.iter().position(|x| x == n).ok_or_else(|| format!("unknown {what} '{n}'"))
+        };
+        let mw_names: Vec<String> = middleware.iter().map(|(n, _)| n.clone()).collect();
+        let be_names: Vec<String> = backends.iter().map(|(n, _)| n.clone()).collect();
+        let net_names: Vec<String> = networks.iter().map(|n| n.name.clone()).collect();
+
+        let mut pipelines = Vec::new();
+        for (pi, pl) in cfg.pipelines.values().enumerate() {
+            let mw = pl.middleware.iter().map(|m| index(&mw_names, m, "middleware")).collect::<Result<Vec<_>, _>>()?;
+            let be = pl.backends.iter().map(|b| index(&be_names, b, "backend")).collect::<Result<Vec<_>, _>>()?;
+            if be.is_empty() {
+                return Err(format!("{}: pipeline '{}' has no backend", pl.origin, pl.name));
+            }
+            for ep in &pl.endpoints {
+                let ei = index(&endpoints, ep, "endpoint")?;
+                let EndpointKind::Http { path_prefix, .. } = &cfg.endpoints[ep].kind;
+                for net in &pl.networks {
+                    let ni = index(&net_names, net, "network")?;
+                    networks[ni].routes.push(Route { prefix: path_prefix.clone(), pipeline: pi, endpoint: ei });
+                }
+            }
+            pipelines.push(PipelineRt { name: pl.name.clone(), middleware: mw, backends: be });
+        }
+        for n in &mut networks {
+            sort_routes(&mut n.routes);
+        }
+        Ok(Generation { id, settings, networks, pipelines, endpoints, middleware, backends })
+    }
+
+    /// Route a normalised path arriving on network `net`.
+    pub fn route(&self, net: usize, path: &str) -> Option<RouteMatch> {
+        match_route(&self.networks.get(net)?.routes, path)
+    }
+}

@@ -1,0 +1,157 @@
+//! Built-in middleware. Request side runs in pipeline order and may answer
+//! early; response side runs in reverse order over every response the
+//! pipeline produces (upstream, local, or error).
+
+use http1::{Headers, RequestHead, ResponseHead};
+use std::net::SocketAddr;
+
+/// Per-request context shared by every stage.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub request_id: String,
+    pub pipeline: usize,
+    pub endpoint: usize,
+    /// The normalised path behind the endpoint prefix (starts with "/").
+    pub route_path: String,
+    pub peer: SocketAddr,
+}
+
+/// A response made by the proxy itself (early answer, echo, error).
+#[derive(Debug, Clone)]
+pub struct LocalResponse {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+}
+
+impl LocalResponse {
+    /// `{"error","detail","request_id"}` with the given status.
+    pub fn json_error(status: u16, code: &str, detail: &str, request_id: &str) -> Self {
+        let v = serde_json::json!({ "error": code, "detail": detail, "request_id": request_id });
+        let mut body = serde_json::to_vec(&v).unwrap_or_default();
+        body.push(b'\n');
+        let mut headers = Headers::new();
+        headers.append("Content-Type", b"application/json");
+        LocalResponse { status, headers, body }
+    }
+}
+
+/// What a request-side stage decided.
+#[derive(Debug)]
+pub enum Flow {
+    Continue,
+    Respond(LocalResponse),
+}
+
+#[derive(Debug, Clone)]
+pub enum Middleware {
+    PathFilter { allow: Vec<String>, deny: Vec<String>, status: u16 },
+    Headers {
+        request_set: Vec<(String, String)>,
+        request_remove: Vec<String>,
+        response_set: Vec<(String, String)>,
+        response_remove: Vec<String>,
+    },
+}
+
+fn pattern_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => pattern == path,
+    }
+}
+
+impl Middleware {
+    pub fn on_request(&self, req: &mut RequestHead, ctx: &mut Ctx) -> Flow {
+        match self {
+            Middleware::PathFilter { allow, deny, status } => {
+                let path = ctx.route_path.as_str();
+                if deny.iter().any(|p| pattern_matches(p, path)) {
+                    return Flow::Respond(LocalResponse::json_error(403, "forbidden", "path is denied by policy", &ctx.request_id));
+                }
+                if !allow.is_empty() && !allow.iter().any(|p| pattern_matches(p, path)) {
+                    let (code, detail) = if *status == 403 {
+                        ("forbidden", "path is not allowed by policy")
+                    } else {
+                        ("not_found", "path is not allowed by policy")
+                    };
+                    return Flow::Respond(LocalResponse::json_error(*status, code, detail, &ctx.request_id));
+                }
+                Flow::Continue
+            }
+            Middleware::Headers { request_set, request_remove, .. } => {
+                for name in request_remove {
+                    req.headers.remove(name);
+                }
+                for (name, value) in request_set {
+                    req.headers.set(name, value.as_bytes());
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    pub fn on_response(&self, headers: &mut Headers, _ctx: &Ctx) {
+        if let Middleware::Headers { response_set, response_remove, .. } = self {
+            for name in response_remove {
+                headers.remove(name);
+            }
+            for (name, value) in response_set {
+                headers.set(name, value.as_bytes());
+            }
+        }
+    }
+
+    /// Convenience for stages that only look at the head.
+    pub fn on_response_head(&self, res: &mut ResponseHead, ctx: &Ctx) {
+        self.on_response(&mut res.headers, ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(path: &str) -> Ctx {
+        Ctx { request_id: "r1".into(), pipeline: 0, endpoint: 0, route_path: path.into(), peer: "127.0.0.1:1".parse().unwrap() }
+    }
+
+    fn req() -> RequestHead {
+        RequestHead { method: "GET".into(), target: "/".into(), version: http1::Version::Http11, headers: Headers::new() }
+    }
+
+    #[test]
+    fn path_filter_allows_denies_and_hides() {
+        let m = Middleware::PathFilter { allow: vec!["/Patient".into(), "/Patient/*".into()], deny: vec!["/Patient/secret".into()], status: 404 };
+        assert!(matches!(m.on_request(&mut req(), &mut ctx("/Patient")), Flow::Continue));
+        assert!(matches!(m.on_request(&mut req(), &mut ctx("/Patient/1")), Flow::Continue));
+        match m.on_request(&mut req(), &mut ctx("/Observation")) {
+            Flow::Respond(r) => assert_eq!(r.status, 404),
+            _ => panic!("expected 404"),
+        }
+        match m.on_request(&mut req(), &mut ctx("/Patient/secret")) {
+            Flow::Respond(r) => assert_eq!(r.status, 403),
+            _ => panic!("expected 403"),
+        }
+    }
+
+    #[test]
+    fn headers_sets_and_removes() {
+        let m = Middleware::Headers {
+            request_set: vec![("X-A".into(), "1".into())],
+            request_remove: vec!["x-b".into()],
+            response_set: vec![("X-C".into(), "2".into())],
+            response_remove: vec!["server".into()],
+        };
+        let mut r = req();
+        r.headers.append("X-B", b"gone");
+        m.on_request(&mut r, &mut ctx("/"));
+        assert_eq!(r.headers.get("x-a"), Some(&b"1"[..]));
+        assert!(!r.headers.contains("x-b"));
+        let mut h = Headers::new();
+        h.append("Server", b"nginx");
+        m.on_response(&mut h, &ctx("/"));
+        assert!(!h.contains("server"));
+        assert_eq!(h.get("x-c"), Some(&b"2"[..]));
+    }
+}

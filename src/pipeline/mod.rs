@@ -1,0 +1,17 @@
+//! Everything that decides where a request goes and what happens to it on
+//! the way: the routing table, middleware chains and backends, compiled once
+//! per configuration generation.
+
+mod backend;
+mod error;
+mod generation;
+mod middleware;
+mod path;
+mod router;
+
+pub use backend::{Backend, HttpUpstream};
+pub use error::ProxyError;
+pub use generation::{Generation, Limits, Settings};
+pub use middleware::{Ctx, Flow, LocalResponse, Middleware};
+pub use path::normalize_path;
+pub use router::{route_path, Route, RouteMatch};

@@ -1,0 +1,391 @@
+//! One worker: one thread, one `mio::Poll`, shared nothing. Owns listeners,
+//! the connection slab, the upstream pool and the timers.
+
+use super::buf::BufPool;
+use super::client::{Client, Phase};
+use super::ids::RequestIds;
+use super::upstream::{Pool, UpstreamConn};
+use super::slab::Slab;
+use super::timer::Timers;
+use crate::pipeline::Generation;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Tokens below this are listeners; connections are `CONN_BASE + slab key`.
+const CONN_BASE: usize = 1 << 16;
+pub(crate) const WAKER: Token = Token(usize::MAX);
+
+pub(crate) struct Listener {
+    pub(crate) sock: TcpListener,
+    /// Index of the network in the generation.
+    pub(crate) net: usize,
+}
+
+/// Who owns an upstream connection's slab slot.
+#[derive(Clone, Copy)]
+pub(crate) enum Owner {
+    Client(usize),
+    Pool(SocketAddr),
+}
+
+pub(crate) enum Slot {
+    /// `None` while the client is being driven (taken out of the slab).
+    Client(Option<Box<Client>>),
+    Upstream(Owner),
+}
+
+/// Signals shared between the main thread and a worker.
+pub(crate) struct Control {
+    pub(crate) shutdown: AtomicBool,
+}
+
+pub(crate) struct Worker {
+    pub(crate) poll: Poll,
+    pub(crate) listeners: Vec<Listener>,
+    pub(crate) slab: Slab<Slot>,
+    pub(crate) pool: Pool,
+    pub(crate) timers: Timers,
+    pub(crate) bufs: BufPool,
+    pub(crate) gen: Arc<Generation>,
+    pub(crate) now: Instant,
+    pub(crate) ids: RequestIds,
+    pub(crate) clients: usize,
+    pub(crate) accept_paused: bool,
+    pub(crate) draining: bool,
+    control: Arc<Control>,
+}
+
+impl Worker {
+    pub(crate) fn new(gen: Arc<Generation>, listeners: Vec<Listener>, control: Arc<Control>, index: usize) -> io::Result<(Self, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut listeners = listeners;
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry().register(&mut l.sock, Token(i), Interest::READABLE)?;
+        }
+        let pool = Pool::new(gen.settings.upstream_pool_size);
+        Ok((
+            Worker {
+                poll,
+                listeners,
+                slab: Slab::new(),
+                pool,
+                timers: Timers::new(),
+                bufs: BufPool::new(),
+                gen,
+                now: Instant::now(),
+                ids: RequestIds::new(index),
+                clients: 0,
+                accept_paused: false,
+                draining: false,
+                control,
+            },
+            waker,
+        ))
+    }
+
+    /// Run until shut down and drained.
+    pub(crate) fn run(mut self) {
+        crate::logging::buffer_this_thread();
+        let mut events = Events::with_capacity(1024);
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            let timeout = self.timers.poll_timeout(self.now).map(|t| t.min(Duration::from_secs(1)));
+            if let Err(e) = self.poll.poll(&mut events, timeout.or(Some(Duration::from_secs(1)))) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("poll failed: {e}");
+                    break;
+                }
+            }
+            self.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    Token(t) if t < CONN_BASE => self.accept(t),
+                    Token(t) => {
+                        let key = t - CONN_BASE;
+                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                        self.on_event(key, readable, writable);
+                    }
+                }
+            }
+            while let Some(key) = self.timers.pop_due(self.now) {
+                self.on_timer(key);
+            }
+            if self.accept_paused && self.clients < self.gen.settings.max_connections {
+                self.accept_paused = false;
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
+            }
+            if !self.draining && self.control.shutdown.load(Ordering::Acquire) {
+                self.start_drain();
+                drain_deadline = Some(self.now + self.gen.settings.drain_timeout);
+            }
+            crate::logging::flush_thread();
+            if self.draining {
+                if self.clients == 0 {
+                    break;
+                }
+                if drain_deadline.is_some_and(|d| self.now >= d) {
+                    log::warn!("drain timeout: closing {} connection(s) with work in flight", self.clients);
+                    break;
+                }
+            }
+        }
+        for c in self.pool.drain_all() {
+            drop(c);
+        }
+        crate::logging::flush_thread();
+    }
+
+    fn accept(&mut self, li: usize) {
+        if self.draining {
+            return;
+        }
+        loop {
+            if self.clients >= self.gen.settings.max_connections {
+                self.accept_paused = true;
+                return;
+            }
+            let Some(l) = self.listeners.get(li) else { return };
+            match l.sock.accept() {
+                Ok((mut sock, peer)) => {
+                    let net = l.net;
+                    if let Err(e) = sock.set_nodelay(true) {
+                        log::debug!("set_nodelay on {peer}: {e}");
+                    }
+                    let key = self.slab.insert(Slot::Client(None));
+                    let token = Token(CONN_BASE + key);
+                    if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE | Interest::WRITABLE) {
+                        log::warn!("register {peer}: {e}");
+                        self.slab.remove(key);
+                        continue;
+                    }
+                    self.clients += 1;
+                    let c = Box::new(Client::new(sock, key, peer, net, self.now, self.gen.clone()));
+                    self.put_client(key, c);
+                    // data may already be waiting; edge-triggered readiness will also report it
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: back off until a connection closes
+                    log::warn!("accept failed: {e}");
+                    self.accept_paused = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn take_client(&mut self, key: usize) -> Option<Box<Client>> {
+        match self.slab.get_mut(key) {
+            Some(Slot::Client(c)) => c.take(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn put_client(&mut self, key: usize, c: Box<Client>) {
+        if let Some(Slot::Client(slot)) = self.slab.get_mut(key) {
+            *slot = Some(c);
+        }
+    }
+
+    fn on_event(&mut self, key: usize, readable: bool, writable: bool) {
+        let owner = match self.slab.get(key) {
+            Some(Slot::Client(_)) => None,
+            Some(Slot::Upstream(o)) => Some(*o),
+            None => return,
+        };
+        match owner {
+            None => {
+                let Some(mut c) = self.take_client(key) else { return };
+                c.rd |= readable;
+                c.wr |= writable;
+                self.drive(key, c);
+            }
+            Some(Owner::Client(ck)) => {
+                let Some(mut c) = self.take_client(ck) else { return };
+                if let Some(up) = c.up.as_mut() {
+                    if up.key == key {
+                        up.rd |= readable;
+                        up.wr |= writable;
+                    }
+                }
+                self.drive(ck, c);
+            }
+            Some(Owner::Pool(addr)) => {
+                // an idle pooled connection became readable: the upstream
+                // closed it (or sent garbage) — either way it is unusable
+                if readable {
+                    if let Some(up) = self.pool.remove(addr, key) {
+                        self.close_upstream(up);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, key: usize) {
+        let owner = match self.slab.get(key) {
+            Some(Slot::Client(_)) => None,
+            Some(Slot::Upstream(o)) => Some(*o),
+            None => return,
+        };
+        match owner {
+            None => {
+                let Some(mut c) = self.take_client(key) else { return };
+                c.armed = None;
+                self.on_client_timer(&mut c);
+                self.drive(key, c);
+            }
+            Some(Owner::Client(ck)) => {
+                if let Some(Slot::Client(Some(c))) = self.slab.get_mut(ck) {
+                    if let Some(up) = c.up.as_mut() {
+                        up.armed = false;
+                    }
+                }
+            }
+            Some(Owner::Pool(addr)) => {
+                let now = self.now;
+                let expired = match self.pool.get_mut(addr, key) {
+                    Some(up) => {
+                        up.armed = false;
+                        if up.idle_deadline <= now {
+                            true
+                        } else {
+                            up.armed = true;
+                            self.timers.push(up.idle_deadline, key);
+                            false
+                        }
+                    }
+                    None => false,
+                };
+                if expired {
+                    if let Some(up) = self.pool.remove(addr, key) {
+                        self.close_upstream(up);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drive a client (and its upstream) as far as possible, then put it back
+    /// or tear it down.
+    fn drive(&mut self, key: usize, mut c: Box<Client>) {
+        self.progress(&mut c);
+        if c.phase == Phase::Closed {
+            self.destroy_client(key, c);
+        } else {
+            self.arm_client_timer(&mut c);
+            self.put_client(key, c);
+        }
+    }
+
+    fn arm_client_timer(&mut self, c: &mut Client) {
+        if let Some((at, _)) = self.client_deadline(c) {
+            if c.armed.is_none_or(|a| at < a) {
+                self.timers.push(at, c.key);
+                c.armed = Some(at);
+            }
+        }
+    }
+
+    fn destroy_client(&mut self, key: usize, mut c: Box<Client>) {
+        if c.ex.is_some() {
+            self.abort_exchange(&mut c);
+        }
+        if let Some(up) = c.up.take() {
+            self.close_upstream(up);
+        }
+        let _ = self.poll.registry().deregister(&mut c.sock);
+        c.rbuf.release(&mut self.bufs);
+        c.wbuf.clear();
+        c.wbuf.release(&mut self.bufs);
+        self.slab.remove(key);
+        self.clients -= 1;
+    }
+
+    /// Register a fresh upstream connection in the slab and poll.
+    pub(crate) fn new_upstream(&mut self, addr: SocketAddr, client: usize) -> io::Result<UpstreamConn> {
+        let key = self.slab.insert(Slot::Upstream(Owner::Client(client)));
+        let mut up = match UpstreamConn::connect(addr, key, self.now) {
+            Ok(u) => u,
+            Err(e) => {
+                self.slab.remove(key);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.poll.registry().register(&mut up.sock, Token(CONN_BASE + key), Interest::READABLE | Interest::WRITABLE) {
+            self.slab.remove(key);
+            return Err(e);
+        }
+        Ok(up)
+    }
+
+    /// Take a pooled connection to `addr` for `client`, if one is idle.
+    pub(crate) fn pooled_upstream(&mut self, addr: SocketAddr, client: usize) -> Option<UpstreamConn> {
+        let mut up = self.pool.take(addr)?;
+        if let Some(slot) = self.slab.get_mut(up.key) {
+            *slot = Slot::Upstream(Owner::Client(client));
+        }
+        up.reused = true;
+        Some(up)
+    }
+
+    /// Return a healthy upstream connection to the pool (or close it).
+    pub(crate) fn release_upstream(&mut self, mut up: UpstreamConn) {
+        if self.draining {
+            self.close_upstream(up);
+            return;
+        }
+        up.release_buffers(&mut self.bufs);
+        up.idle_deadline = self.now + self.gen.settings.upstream_idle_timeout;
+        let key = up.key;
+        let addr = up.addr;
+        let arm = !up.armed;
+        up.armed = true;
+        match self.pool.put(up) {
+            Ok(()) => {
+                if let Some(slot) = self.slab.get_mut(key) {
+                    *slot = Slot::Upstream(Owner::Pool(addr));
+                }
+                if arm {
+                    self.timers.push(self.now + self.gen.settings.upstream_idle_timeout, key);
+                }
+            }
+            Err(up) => self.close_upstream(up),
+        }
+    }
+
+    pub(crate) fn close_upstream(&mut self, mut up: UpstreamConn) {
+        let _ = self.poll.registry().deregister(&mut up.sock);
+        up.wbuf.clear();
+        up.release_buffers(&mut self.bufs);
+        self.slab.remove(up.key);
+    }
+
+    fn start_drain(&mut self) {
+        self.draining = true;
+        for mut l in std::mem::take(&mut self.listeners) {
+            let _ = self.poll.registry().deregister(&mut l.sock);
+        }
+        for up in self.pool.drain_all() {
+            self.close_upstream(up);
+        }
+        for key in self.slab.keys() {
+            if let Some(mut c) = self.take_client(key) {
+                c.keep_alive = false;
+                self.drive(key, c);
+            }
+        }
+        log::info!("worker draining: {} connection(s) in flight", self.clients);
+    }
+}
