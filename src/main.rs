@@ -69,7 +69,12 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!("configuration OK: {} ({} file(s), {} pipeline(s))", cfg.main_file.display(), cfg.files.len(), cfg.pipelines.len());
+        println!(
+            "configuration OK: {} ({} file(s), {} pipeline(s))",
+            cfg.main_file.display(),
+            cfg.files.len(),
+            cfg.pipelines.len()
+        );
         return ExitCode::SUCCESS;
     }
     let level = harmony::logging::parse_level(&cfg.proxy.log_level).unwrap_or(log::LevelFilter::Info);

@@ -1,10 +1,27 @@
 //! Configuration: the main TOML file plus every `*.toml` in
 //! `proxy.pipelines_path`, in Harmony's model. Loading reports every problem
 //! at once, each with file, line and key.
+//!
+//! Layout: `load.rs` reads and parses files (with spans), `build.rs` merges
+//! them and drives the section builders (`settings.rs`, `items.rs`,
+//! `middleware.rs`, `validate.rs`); `value.rs`/`source.rs` are the spanned
+//! accessors and error sink; `model.rs` is the typed result.
 
+mod build;
+mod error;
+mod items;
+mod load;
+mod middleware;
 mod model;
+mod settings;
+mod source;
+mod url;
+mod validate;
+mod value;
 
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::load;
 pub use model::*;
-
-// Implemented in load.rs / validate.rs / error.rs:
-// pub fn load(path: &Path) -> Result<Config, ConfigErrors>

@@ -45,7 +45,11 @@ pub enum Flow {
 
 #[derive(Debug, Clone)]
 pub enum Middleware {
-    PathFilter { allow: Vec<String>, deny: Vec<String>, status: u16 },
+    PathFilter {
+        allow: Vec<String>,
+        deny: Vec<String>,
+        status: u16,
+    },
     Headers {
         request_set: Vec<(String, String)>,
         request_remove: Vec<String>,
@@ -67,7 +71,12 @@ impl Middleware {
             Middleware::PathFilter { allow, deny, status } => {
                 let path = ctx.route_path.as_str();
                 if deny.iter().any(|p| pattern_matches(p, path)) {
-                    return Flow::Respond(LocalResponse::json_error(403, "forbidden", "path is denied by policy", &ctx.request_id));
+                    return Flow::Respond(LocalResponse::json_error(
+                        403,
+                        "forbidden",
+                        "path is denied by policy",
+                        &ctx.request_id,
+                    ));
                 }
                 if !allow.is_empty() && !allow.iter().any(|p| pattern_matches(p, path)) {
                     let (code, detail) = if *status == 403 {
@@ -113,16 +122,31 @@ mod tests {
     use super::*;
 
     fn ctx(path: &str) -> Ctx {
-        Ctx { request_id: "r1".into(), pipeline: 0, endpoint: 0, route_path: path.into(), peer: "127.0.0.1:1".parse().unwrap() }
+        Ctx {
+            request_id: "r1".into(),
+            pipeline: 0,
+            endpoint: 0,
+            route_path: path.into(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
     }
 
     fn req() -> RequestHead {
-        RequestHead { method: "GET".into(), target: "/".into(), version: http1::Version::Http11, headers: Headers::new() }
+        RequestHead {
+            method: "GET".into(),
+            target: "/".into(),
+            version: http1::Version::Http11,
+            headers: Headers::new(),
+        }
     }
 
     #[test]
     fn path_filter_allows_denies_and_hides() {
-        let m = Middleware::PathFilter { allow: vec!["/Patient".into(), "/Patient/*".into()], deny: vec!["/Patient/secret".into()], status: 404 };
+        let m = Middleware::PathFilter {
+            allow: vec!["/Patient".into(), "/Patient/*".into()],
+            deny: vec!["/Patient/secret".into()],
+            status: 404,
+        };
         assert!(matches!(m.on_request(&mut req(), &mut ctx("/Patient")), Flow::Continue));
         assert!(matches!(m.on_request(&mut req(), &mut ctx("/Patient/1")), Flow::Continue));
         match m.on_request(&mut req(), &mut ctx("/Observation")) {

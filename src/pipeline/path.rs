@@ -7,13 +7,13 @@
 /// path contains an encoded slash or backslash, which we refuse rather than
 /// guess how the upstream decodes them.
 pub fn normalize_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let lower_has = |needle: &str| path.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
+    let lower_has =
+        |needle: &str| path.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
     if lower_has("%2f") || lower_has("%5c") || path.contains('\\') {
         return None;
     }
-    let needs_work = path.split('/').any(|seg| {
-        seg == "." || seg == ".." || (seg.contains('%') && is_encoded_dot_segment(seg))
-    });
+    let needs_work =
+        path.split('/').any(|seg| seg == "." || seg == ".." || (seg.contains('%') && is_encoded_dot_segment(seg)));
     if !needs_work {
         return Some(std::borrow::Cow::Borrowed(path));
     }

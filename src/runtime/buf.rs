@@ -7,23 +7,35 @@ use std::io::{self, Read, Write};
 /// Default size of a fresh buffer.
 pub(crate) const BUF_SIZE: usize = 16 * 1024;
 
-/// A pool of spare buffer allocations (per worker, no locking).
+/// Spare buffer allocations (per worker, no locking). Input buffers keep
+/// their zero-filled length so reuse costs no memset; output buffers are
+/// handed out empty.
 pub(crate) struct BufPool {
-    spare: Vec<Vec<u8>>,
+    inputs: Vec<Vec<u8>>,
+    outputs: Vec<Vec<u8>>,
 }
+
+const POOL_MAX: usize = 64;
 
 impl BufPool {
     pub(crate) fn new() -> Self {
-        BufPool { spare: Vec::new() }
+        BufPool { inputs: Vec::new(), outputs: Vec::new() }
     }
-    fn get(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
+    fn get_input(&mut self) -> Vec<u8> {
+        self.inputs.pop().unwrap_or_else(|| vec![0; BUF_SIZE])
     }
-    /// Contents are not cleared: input buffers keep their zero-filled length
-    /// (no memset on reuse); output buffers clear on take.
-    fn put(&mut self, v: Vec<u8>) {
-        if self.spare.len() < 64 && v.capacity() <= 4 * BUF_SIZE {
-            self.spare.push(v);
+    fn put_input(&mut self, v: Vec<u8>) {
+        if self.inputs.len() < POOL_MAX && v.len() <= 4 * BUF_SIZE {
+            self.inputs.push(v);
+        }
+    }
+    fn get_output(&mut self) -> Vec<u8> {
+        self.outputs.pop().unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
+    }
+    fn put_output(&mut self, mut v: Vec<u8>) {
+        if self.outputs.len() < POOL_MAX && v.capacity() <= 4 * BUF_SIZE {
+            v.clear();
+            self.outputs.push(v);
         }
     }
 }
@@ -40,7 +52,10 @@ pub(crate) struct InBuf {
 /// Result of one read attempt.
 pub(crate) enum ReadOutcome {
     /// Bytes arrived; `drained` = the socket had no more at that moment.
-    Data { n: usize, drained: bool },
+    Data {
+        n: usize,
+        drained: bool,
+    },
     WouldBlock,
     Eof,
     NoRoom,
@@ -66,11 +81,7 @@ impl InBuf {
     }
     fn ensure(&mut self, pool: &mut BufPool) {
         if self.data.is_empty() {
-            self.data = pool.get();
-            let cap = self.data.capacity().max(BUF_SIZE);
-            if self.data.len() < cap {
-                self.data.resize(cap, 0);
-            }
+            self.data = pool.get_input();
         }
     }
     /// Make room for at least `extra` more bytes after `end`.
@@ -117,7 +128,7 @@ impl InBuf {
     /// Give the allocation back when empty (idle connections hold none).
     pub(crate) fn release(&mut self, pool: &mut BufPool) {
         if self.is_empty() && !self.data.is_empty() {
-            pool.put(std::mem::take(&mut self.data));
+            pool.put_input(std::mem::take(&mut self.data));
             self.start = 0;
             self.end = 0;
         }
@@ -149,8 +160,7 @@ impl OutBuf {
     /// The vector to append to (taken from the pool if needed).
     pub(crate) fn vec(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
         if self.data.capacity() == 0 {
-            self.data = pool.get();
-            self.data.clear();
+            self.data = pool.get_output();
         }
         &mut self.data
     }
@@ -179,7 +189,7 @@ impl OutBuf {
     }
     pub(crate) fn release(&mut self, pool: &mut BufPool) {
         if self.is_empty() && self.data.capacity() > 0 {
-            pool.put(std::mem::take(&mut self.data));
+            pool.put_output(std::mem::take(&mut self.data));
             self.pos = 0;
         }
     }

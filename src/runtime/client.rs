@@ -49,6 +49,8 @@ pub(crate) struct Client {
     pub(crate) rd: bool,
     pub(crate) wr: bool,
     pub(crate) eof: bool,
+    /// The peer's FIN was reported: read until EOF even after a short read.
+    pub(crate) hup: bool,
     pub(crate) rbuf: InBuf,
     pub(crate) wbuf: OutBuf,
     pub(crate) phase: Phase,
@@ -68,7 +70,14 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(sock: TcpStream, key: usize, peer: SocketAddr, net: usize, now: Instant, gen: Arc<Generation>) -> Self {
+    pub(crate) fn new(
+        sock: TcpStream,
+        key: usize,
+        peer: SocketAddr,
+        net: usize,
+        now: Instant,
+        gen: Arc<Generation>,
+    ) -> Self {
         Client {
             sock,
             key,
@@ -77,6 +86,7 @@ impl Client {
             rd: true,
             wr: true,
             eof: false,
+            hup: false,
             rbuf: InBuf::default(),
             wbuf: OutBuf::default(),
             phase: Phase::Head,
@@ -97,19 +107,22 @@ impl Client {
 
 impl Worker {
     /// Move a client's work forward until nothing more can happen now.
-    pub(crate) fn progress(&mut self, c: &mut Client) {
-        for _ in 0..256 {
+    /// Returns true if it stopped only because its turn was used up (the
+    /// caller queues it to run again, since no new event will come).
+    pub(crate) fn progress(&mut self, c: &mut Client) -> bool {
+        for _ in 0..64 {
             let mut moved = match c.phase {
                 Phase::Head => self.head_phase(c),
                 Phase::Exchange => self.exchange_step(c),
                 Phase::Closing => self.closing_phase(c),
-                Phase::Closed => return,
+                Phase::Closed => return false,
             };
             moved |= self.flush_client(c);
             if c.phase == Phase::Closed || !moved {
-                return;
+                return false;
             }
         }
+        true
     }
 
     fn head_phase(&mut self, c: &mut Client) -> bool {
@@ -146,7 +159,7 @@ impl Worker {
         let limit = self.gen.settings.limits.max_head_bytes + 1;
         match c.rbuf.read_from(&mut c.sock, &mut self.bufs, limit) {
             ReadOutcome::Data { n, drained } => {
-                if drained {
+                if drained && !c.hup {
                     c.rd = false;
                 }
                 if n > 0 {
@@ -320,8 +333,11 @@ impl Worker {
                 }
             }
             TimeoutKind::ClientBody => self.fail_exchange(c, ProxyError::BodyTimeout),
-            TimeoutKind::Connect => self.fail_exchange(c, ProxyError::GatewayTimeout("upstream did not accept the connection in time".into())),
-            TimeoutKind::Upstream => self.fail_exchange(c, ProxyError::GatewayTimeout("upstream did not respond in time".into())),
+            TimeoutKind::Connect => self
+                .fail_exchange(c, ProxyError::GatewayTimeout("upstream did not accept the connection in time".into())),
+            TimeoutKind::Upstream => {
+                self.fail_exchange(c, ProxyError::GatewayTimeout("upstream did not respond in time".into()))
+            }
         }
     }
 }

@@ -115,13 +115,22 @@ impl Worker {
         c.ex = Some(ex);
 
         // route on the normalised path
-        let path = if head.target.starts_with('/') || head.target.starts_with("http://") || head.target.starts_with("https://") {
+        let path = if head.target.starts_with('/')
+            || head.target.starts_with("http://")
+            || head.target.starts_with("https://")
+        {
             head.path().to_string()
         } else {
-            return self.fail_exchange(c, ProxyError::BadRequest { status: 400, detail: "request target must be a path".into() });
+            return self.fail_exchange(
+                c,
+                ProxyError::BadRequest { status: 400, detail: "request target must be a path".into() },
+            );
         };
         let Some(norm) = normalize_path(&path) else {
-            return self.fail_exchange(c, ProxyError::BadRequest { status: 400, detail: "ambiguous percent-encoding in path".into() });
+            return self.fail_exchange(
+                c,
+                ProxyError::BadRequest { status: 400, detail: "ambiguous percent-encoding in path".into() },
+            );
         };
         let Some(m) = gen.route(c.net, &norm) else {
             return self.fail_exchange(c, ProxyError::NoRoute);
@@ -231,7 +240,10 @@ impl Worker {
             Some(up) => Some(up),
             None => match self.new_upstream(addr, c.key) {
                 Ok(up) => Some(up),
-                Err(e) => return self.fail_exchange(c, ProxyError::BadGateway(format!("cannot connect to upstream {addr}: {e}"))),
+                Err(e) => {
+                    return self
+                        .fail_exchange(c, ProxyError::BadGateway(format!("cannot connect to upstream {addr}: {e}")))
+                }
             },
         };
         let mut up = up.expect("upstream");
@@ -304,7 +316,13 @@ impl Worker {
                         Sink::Echo { body: buf, .. } => {
                             if buf.len() + data.len() > ex.gen.settings.buffered_body_bytes {
                                 c.keep_alive = false;
-                                self.fail_exchange(c, ProxyError::BadRequest { status: 413, detail: "request body is larger than the echo backend buffers".into() });
+                                self.fail_exchange(
+                                    c,
+                                    ProxyError::BadRequest {
+                                        status: 413,
+                                        detail: "request body is larger than the echo backend buffers".into(),
+                                    },
+                                );
                                 return true;
                             }
                             buf.extend_from_slice(data);
@@ -340,7 +358,7 @@ impl Worker {
             }
             match c.rbuf.read_from(&mut c.sock, &mut self.bufs, BUF_SIZE) {
                 ReadOutcome::Data { n, drained } => {
-                    if drained {
+                    if drained && !c.hup {
                         c.rd = false;
                     }
                     if n > 0 {

@@ -27,7 +27,11 @@ pub(crate) fn bind_all(gen: &Generation, reuse_port: bool) -> Result<Vec<Listene
     let mut out = Vec::new();
     for (i, n) in gen.networks.iter().enumerate() {
         if let Some(addr) = n.http {
-            let sock = bind(addr, reuse_port).map_err(|source| RuntimeError::Bind { network: n.name.clone(), addr, source })?;
+            let sock = bind(addr, reuse_port).map_err(|source| RuntimeError::Bind {
+                network: n.name.clone(),
+                addr,
+                source,
+            })?;
             out.push(Listener { sock, net: i });
         }
     }

@@ -29,7 +29,9 @@ pub enum RuntimeError {
 impl std::fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RuntimeError::Bind { network, addr, source } => write!(f, "cannot listen on {addr} (network '{network}'): {source}"),
+            RuntimeError::Bind { network, addr, source } => {
+                write!(f, "cannot listen on {addr} (network '{network}'): {source}")
+            }
             RuntimeError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -56,7 +58,11 @@ pub fn run(gen: Generation) -> Result<(), RuntimeError> {
             log::info!("network '{}' listening on http://{addr}", n.name);
         }
     }
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP])?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
     let control = Arc::new(Control { shutdown: Default::default() });
     let mut wakers = Vec::new();
     let mut handles = Vec::new();
@@ -73,7 +79,9 @@ pub fn run(gen: Generation) -> Result<(), RuntimeError> {
     loop {
         for sig in signals.pending() {
             match sig {
-                signal_hook::consts::SIGHUP => log::warn!("SIGHUP received: configuration reload is not available in this build"),
+                signal_hook::consts::SIGHUP => {
+                    log::warn!("SIGHUP received: configuration reload is not available in this build")
+                }
                 _ if stopping => {
                     log::warn!("second stop signal: exiting without waiting for in-flight work");
                     crate::logging::flush_thread();

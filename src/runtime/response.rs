@@ -82,7 +82,7 @@ impl Worker {
             let limit = if ex.resp_dec.is_none() { self.gen.settings.limits.max_head_bytes + 1 } else { BUF_SIZE };
             match up.rbuf.read_from(&mut up.sock, &mut self.bufs, limit) {
                 ReadOutcome::Data { n, drained } => {
-                    if drained {
+                    if drained && !up.hup {
                         up.rd = false;
                     }
                     if n > 0 {
@@ -119,7 +119,10 @@ impl Worker {
                 match http1::parse_response(up.rbuf.bytes(), &self.gen.settings.limits) {
                     Err(e) => {
                         let addr = up.addr;
-                        self.fail_exchange(c, ProxyError::BadGateway(format!("malformed response from upstream {addr}: {e}")));
+                        self.fail_exchange(
+                            c,
+                            ProxyError::BadGateway(format!("malformed response from upstream {addr}: {e}")),
+                        );
                         return true;
                     }
                     Ok(None) => {
@@ -132,14 +135,22 @@ impl Worker {
                             return true;
                         }
                         let addr = up.addr;
-                        self.fail_exchange(c, ProxyError::BadGateway(format!("upstream {addr} closed the connection before responding")));
+                        self.fail_exchange(
+                            c,
+                            ProxyError::BadGateway(format!("upstream {addr} closed the connection before responding")),
+                        );
                         return true;
                     }
                     Ok(Some((head, n))) => {
                         up.rbuf.consume(n);
                         moved = true;
                         if head.status == 101 {
-                            self.fail_exchange(c, ProxyError::BadGateway("upstream switched protocols, which this proxy does not relay".into()));
+                            self.fail_exchange(
+                                c,
+                                ProxyError::BadGateway(
+                                    "upstream switched protocols, which this proxy does not relay".into(),
+                                ),
+                            );
                             return true;
                         }
                         if head.is_informational() {
@@ -205,7 +216,11 @@ impl Worker {
                     ex.resp_keep_alive = false;
                     ex.resp_done = true;
                 } else {
-                    log::warn!("rid={} upstream {} closed mid-body; cutting the client connection", ex.request_id, up.addr);
+                    log::warn!(
+                        "rid={} upstream {} closed mid-body; cutting the client connection",
+                        ex.request_id,
+                        up.addr
+                    );
                     self.abort_exchange(c);
                     c.phase = Phase::Closed;
                 }
@@ -264,7 +279,10 @@ impl Worker {
         connection_header(&mut h, c.keep_alive && !self.draining, ex.client_version);
         let out = c.wbuf.vec(&mut self.bufs);
         let before = out.len();
-        http1::write_response_head(&ResponseHead { version: Version::Http11, status: head.status, reason: head.reason, headers: h }, out);
+        http1::write_response_head(
+            &ResponseHead { version: Version::Http11, status: head.status, reason: head.reason, headers: h },
+            out,
+        );
         ex.bytes_out += (out.len() - before) as u64;
         ex.status = head.status;
         ex.resp_started = true;
@@ -304,7 +322,10 @@ impl Worker {
         connection_header(&mut h, c.keep_alive && !self.draining, ex.client_version);
         let out = c.wbuf.vec(&mut self.bufs);
         let before = out.len();
-        http1::write_response_head(&ResponseHead { version: Version::Http11, status: r.status, reason: String::new(), headers: h }, out);
+        http1::write_response_head(
+            &ResponseHead { version: Version::Http11, status: r.status, reason: String::new(), headers: h },
+            out,
+        );
         if !bodiless && ex.method != "HEAD" {
             out.extend_from_slice(&r.body);
         }
@@ -340,7 +361,12 @@ impl Worker {
             c.keep_alive = false;
         }
         if let Some(up) = c.up.take() {
-            let reusable = ex.resp_keep_alive && ex.req_done && up.connected && !up.eof && up.rbuf.is_empty() && up.wbuf.is_empty();
+            let reusable = ex.resp_keep_alive
+                && ex.req_done
+                && up.connected
+                && !up.eof
+                && up.rbuf.is_empty()
+                && up.wbuf.is_empty();
             if reusable {
                 self.release_upstream(up);
             } else {

@@ -17,6 +17,8 @@ pub(crate) struct UpstreamConn {
     pub(crate) wr: bool,
     pub(crate) connected: bool,
     pub(crate) eof: bool,
+    /// The peer's FIN was reported: read until EOF even after a short read.
+    pub(crate) hup: bool,
     pub(crate) rbuf: InBuf,
     pub(crate) wbuf: OutBuf,
     /// Taken from the pool (a stale keep-alive connection is possible).
@@ -38,6 +40,7 @@ impl UpstreamConn {
             wr: false,
             connected: false,
             eof: false,
+            hup: false,
             rbuf: InBuf::default(),
             wbuf: OutBuf::default(),
             reused: false,

@@ -4,9 +4,9 @@
 use super::buf::BufPool;
 use super::client::{Client, Phase};
 use super::ids::RequestIds;
-use super::upstream::{Pool, UpstreamConn};
 use super::slab::Slab;
 use super::timer::Timers;
+use super::upstream::{Pool, UpstreamConn};
 use crate::pipeline::Generation;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -57,11 +57,18 @@ pub(crate) struct Worker {
     pub(crate) clients: usize,
     pub(crate) accept_paused: bool,
     pub(crate) draining: bool,
+    /// Clients that used up their turn with work left; driven again next turn.
+    again: Vec<usize>,
     control: Arc<Control>,
 }
 
 impl Worker {
-    pub(crate) fn new(gen: Arc<Generation>, listeners: Vec<Listener>, control: Arc<Control>, index: usize) -> io::Result<(Self, Arc<Waker>)> {
+    pub(crate) fn new(
+        gen: Arc<Generation>,
+        listeners: Vec<Listener>,
+        control: Arc<Control>,
+        index: usize,
+    ) -> io::Result<(Self, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut listeners = listeners;
@@ -83,6 +90,7 @@ impl Worker {
                 clients: 0,
                 accept_paused: false,
                 draining: false,
+                again: Vec::new(),
                 control,
             },
             waker,
@@ -95,8 +103,12 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let mut drain_deadline: Option<Instant> = None;
         loop {
-            let timeout = self.timers.poll_timeout(self.now).map(|t| t.min(Duration::from_secs(1)));
-            if let Err(e) = self.poll.poll(&mut events, timeout.or(Some(Duration::from_secs(1)))) {
+            let timeout = if self.again.is_empty() {
+                self.timers.poll_timeout(self.now).map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1)))
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
                     break;
@@ -109,14 +121,20 @@ impl Worker {
                     Token(t) if t < CONN_BASE => self.accept(t),
                     Token(t) => {
                         let key = t - CONN_BASE;
-                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        let hup = ev.is_read_closed() || ev.is_error();
+                        let readable = ev.is_readable() || hup;
                         let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
-                        self.on_event(key, readable, writable);
+                        self.on_event(key, readable, writable, hup);
                     }
                 }
             }
             while let Some(key) = self.timers.pop_due(self.now) {
                 self.on_timer(key);
+            }
+            for key in std::mem::take(&mut self.again) {
+                if let Some(c) = self.take_client(key) {
+                    self.drive(key, c);
+                }
             }
             if self.accept_paused && self.clients < self.gen.settings.max_connections {
                 self.accept_paused = false;
@@ -163,7 +181,9 @@ impl Worker {
                     }
                     let key = self.slab.insert(Slot::Client(None));
                     let token = Token(CONN_BASE + key);
-                    if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE | Interest::WRITABLE) {
+                    if let Err(e) =
+                        self.poll.registry().register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+                    {
                         log::warn!("register {peer}: {e}");
                         self.slab.remove(key);
                         continue;
@@ -198,7 +218,7 @@ impl Worker {
         }
     }
 
-    fn on_event(&mut self, key: usize, readable: bool, writable: bool) {
+    fn on_event(&mut self, key: usize, readable: bool, writable: bool, hup: bool) {
         let owner = match self.slab.get(key) {
             Some(Slot::Client(_)) => None,
             Some(Slot::Upstream(o)) => Some(*o),
@@ -209,6 +229,7 @@ impl Worker {
                 let Some(mut c) = self.take_client(key) else { return };
                 c.rd |= readable;
                 c.wr |= writable;
+                c.hup |= hup;
                 self.drive(key, c);
             }
             Some(Owner::Client(ck)) => {
@@ -217,6 +238,7 @@ impl Worker {
                     if up.key == key {
                         up.rd |= readable;
                         up.wr |= writable;
+                        up.hup |= hup;
                     }
                 }
                 self.drive(ck, c);
@@ -280,7 +302,9 @@ impl Worker {
     /// Drive a client (and its upstream) as far as possible, then put it back
     /// or tear it down.
     fn drive(&mut self, key: usize, mut c: Box<Client>) {
-        self.progress(&mut c);
+        if self.progress(&mut c) {
+            self.again.push(key);
+        }
         if c.phase == Phase::Closed {
             self.destroy_client(key, c);
         } else {
@@ -323,7 +347,9 @@ impl Worker {
                 return Err(e);
             }
         };
-        if let Err(e) = self.poll.registry().register(&mut up.sock, Token(CONN_BASE + key), Interest::READABLE | Interest::WRITABLE) {
+        if let Err(e) =
+            self.poll.registry().register(&mut up.sock, Token(CONN_BASE + key), Interest::READABLE | Interest::WRITABLE)
+        {
             self.slab.remove(key);
             return Err(e);
         }

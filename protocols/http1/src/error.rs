@@ -22,13 +22,26 @@ pub enum Error {
 impl Error {
     /// The status a server should answer a request that failed this way with.
     pub fn status(&self) -> u16 {
-        todo!()
+        match self {
+            Error::Malformed(_) => 400,
+            Error::UriTooLong => 414,
+            Error::HeadTooLarge | Error::TooManyHeaders => 431,
+            Error::BodyTooLarge => 413,
+            Error::UnsupportedTransferCoding => 501,
+        }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
+        match self {
+            Error::Malformed(what) => write!(f, "malformed HTTP/1 message: {what}"),
+            Error::UriTooLong => f.write_str("request target too long"),
+            Error::HeadTooLarge => f.write_str("message head too large"),
+            Error::TooManyHeaders => f.write_str("too many header fields"),
+            Error::BodyTooLarge => f.write_str("message body too large"),
+            Error::UnsupportedTransferCoding => f.write_str("unsupported transfer coding"),
+        }
     }
 }
 

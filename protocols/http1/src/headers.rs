@@ -1,51 +1,234 @@
+use std::ops::Range;
+
+/// One field: where its name and value live in `Headers::bytes`, and whether
+/// it is still present (removal only clears `live`, so ranges stay valid).
+#[derive(Clone, Debug)]
+struct Entry {
+    name: Range<usize>,
+    value: Range<usize>,
+    live: bool,
+}
+
 /// An ordered, case-insensitive multimap of header fields that keeps all names
 /// and values in one byte buffer (two allocations per message, not two per
 /// field). Removal marks entries dead; `set` removes then appends.
 /// Names are stored as received (original case) and compared ASCII
 /// case-insensitively. Values are raw bytes (obs-text allowed).
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// Two `Headers` are equal when their live fields are equal, in order (names
+/// compared byte for byte); dead entries and buffer layout do not matter.
+#[derive(Clone, Default)]
 pub struct Headers {
-    // implementation detail: one Vec<u8> of bytes + Vec of (name range, value range)
+    // Names are copied from `&str`, so every name range is valid UTF-8.
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
 }
 
 impl Headers {
-    pub fn new() -> Self { todo!() }
-    pub fn with_capacity(fields: usize, bytes: usize) -> Self { todo!() }
+    /// An empty field list; allocates nothing until the first `append`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty field list with room for `fields` fields and `bytes` bytes
+    /// of names plus values.
+    pub fn with_capacity(fields: usize, bytes: usize) -> Self {
+        Self { bytes: Vec::with_capacity(bytes), entries: Vec::with_capacity(fields) }
+    }
+
     /// Number of live fields.
-    pub fn len(&self) -> usize { todo!() }
-    pub fn is_empty(&self) -> bool { todo!() }
+    pub fn len(&self) -> usize {
+        self.entries.iter().filter(|e| e.live).count()
+    }
+
+    /// True if there are no live fields.
+    pub fn is_empty(&self) -> bool {
+        !self.entries.iter().any(|e| e.live)
+    }
+
     /// Live fields in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ { std::iter::empty() }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.entries.iter().filter(|e| e.live).map(move |e| (self.name_of(e), self.value_of(e)))
+    }
+
     /// First value of `name` (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&[u8]> { todo!() }
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|e| e.live && self.name_bytes(e).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|e| self.value_of(e))
+    }
+
     /// First value of `name` as UTF-8 text, trimmed of OWS, or None.
-    pub fn get_str(&self, name: &str) -> Option<&str> { todo!() }
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        let value = self.get(name)?;
+        std::str::from_utf8(trim_ows(value)).ok()
+    }
+
     /// All values of `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a { std::iter::empty() }
-    pub fn contains(&self, name: &str) -> bool { todo!() }
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.entries
+            .iter()
+            .filter(move |e| e.live && self.name_bytes(e).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |e| self.value_of(e))
+    }
+
+    /// True if at least one live field is named `name` (case-insensitive).
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
     /// Append a field (keeps existing ones of the same name).
-    pub fn append(&mut self, name: &str, value: &[u8]) { todo!() }
+    pub fn append(&mut self, name: &str, value: &[u8]) {
+        let name_start = self.bytes.len();
+        self.bytes.extend_from_slice(name.as_bytes());
+        let value_start = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.entries.push(Entry { name: name_start..value_start, value: value_start..self.bytes.len(), live: true });
+    }
+
     /// Replace every field named `name` with one field.
-    pub fn set(&mut self, name: &str, value: &[u8]) { todo!() }
+    pub fn set(&mut self, name: &str, value: &[u8]) {
+        self.remove(name);
+        self.append(name, value);
+    }
+
     /// Remove every field named `name`; true if any was removed.
-    pub fn remove(&mut self, name: &str) -> bool { todo!() }
+    pub fn remove(&mut self, name: &str) -> bool {
+        let mut removed = false;
+        for e in &mut self.entries {
+            let entry_name = self.bytes.get(e.name.clone()).unwrap_or_default();
+            if e.live && entry_name.eq_ignore_ascii_case(name.as_bytes()) {
+                e.live = false;
+                removed = true;
+            }
+        }
+        removed
+    }
+
     /// Keep only fields for which `keep(name, value)` is true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) { todo!() }
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
+        for e in &mut self.entries {
+            if e.live {
+                let name = name_str(&self.bytes, &e.name);
+                let value = self.bytes.get(e.value.clone()).unwrap_or_default();
+                e.live = keep(name, value);
+            }
+        }
+    }
+
     /// True if any comma-separated element of any `name` field equals `token`
     /// (ASCII case-insensitive, OWS trimmed). For `Connection: close`, etc.
-    pub fn has_token(&self, name: &str, token: &str) -> bool { todo!() }
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        let mut values = self
+            .entries
+            .iter()
+            .filter(|e| e.live && self.name_bytes(e).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|e| self.value_of(e));
+        values.any(|value| {
+            value.split(|&b| b == b',').any(|element| trim_ows(element).eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+
     /// Remove all fields.
-    pub fn clear(&mut self) { todo!() }
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+    }
+
+    fn name_bytes(&self, e: &Entry) -> &[u8] {
+        self.bytes.get(e.name.clone()).unwrap_or_default()
+    }
+
+    fn name_of(&self, e: &Entry) -> &str {
+        name_str(&self.bytes, &e.name)
+    }
+
+    fn value_of(&self, e: &Entry) -> &[u8] {
+        self.bytes.get(e.value.clone()).unwrap_or_default()
+    }
 }
 
-impl std::fmt::Debug for Headers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { todo!() }
+/// Name ranges always cover bytes copied from a `&str`, so the fallback is
+/// unreachable; it exists only to keep this module free of panics.
+fn name_str<'a>(bytes: &'a [u8], range: &Range<usize>) -> &'a str {
+    bytes.get(range.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
 }
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter().map(|(name, value)| (name, String::from_utf8_lossy(value)))).finish()
+    }
+}
+
+/// Strip leading and trailing optional whitespace (SP / HTAB).
+pub(crate) fn trim_ows(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// The hop-by-hop field names (RFC 9110 §7.6.1), plus the legacy
+/// `Proxy-Connection` that some clients still send.
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
 /// True for the hop-by-hop fields a proxy never forwards (RFC 9110 §7.6.1):
 /// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
 /// Upgrade (ASCII case-insensitive).
-pub fn is_hop_by_hop(name: &str) -> bool { todo!() }
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
 
 /// Remove hop-by-hop fields, including every field named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut Headers) { todo!() }
+pub fn remove_hop_by_hop(headers: &mut Headers) {
+    // Two passes without allocating: first drop the fields that Connection
+    // names (Connection itself must still be live to be read), then drop the
+    // fixed hop-by-hop set, Connection included.
+    for i in 0..headers.entries.len() {
+        let kill = match headers.entries.get(i) {
+            Some(e) if e.live => {
+                let name = headers.name_of(e);
+                !is_hop_by_hop(name) && headers.has_token("connection", name)
+            }
+            _ => false,
+        };
+        if kill {
+            if let Some(e) = headers.entries.get_mut(i) {
+                e.live = false;
+            }
+        }
+    }
+    headers.retain(|name, _| !is_hop_by_hop(name));
+}
+
+/// True if `name` is a valid field name (a non-empty RFC 9110 token), i.e.
+/// safe to serialize. Useful before `append`ing names that came from
+/// configuration or scripts rather than from the parser.
+pub fn is_valid_field_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_tchar)
+}
+
+/// True if `value` is a valid field value (RFC 9110 §5.5: visible ASCII,
+/// SP, HTAB and obs-text; no CR, LF or NUL), i.e. safe to serialize without
+/// header injection. Useful before `append`ing values that came from
+/// configuration or scripts rather than from the parser.
+pub fn is_valid_field_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80)
+}
+
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}

@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Load benchmark: small GET over keep-alive, wrk -t1 -c50, one worker each.
+#
+#   benches/load.sh                      # DURATION=5 ROUNDS=3
+#   DURATION=10 ROUNDS=5 benches/load.sh
+#   SKIP_BUILD=1 benches/load.sh         # reuse target/release/harmony
+#   NO_HAPROXY=1 benches/load.sh         # leave haproxy out
+#
+# Targets, all on 127.0.0.1 in a temp dir, stopped by PID on exit:
+#   origin   nginx (1 worker) answering `return 200 "hello world\n"`
+#   nginx    nginx (1 worker) proxying to the origin (upstream keepalive 64)
+#   harmony  target/release/harmony (workers = 1, access log off)
+#   haproxy  haproxy (nbthread 1, http-reuse always), if installed
+# Rounds are interleaved (origin, nginx, harmony, haproxy, origin, ...) so
+# drift on the shared cores hits every target alike. Prints a markdown table
+# of medians: requests/s, p50 and p99 latency, and each proxy's RSS after load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION="${DURATION:-5}"
+ROUNDS="${ROUNDS:-3}"
+CONNS="${CONNS:-50}"
+
+die() { echo "load.sh: $*" >&2; exit 1; }
+note() { echo "load.sh: $*" >&2; }
+
+for tool in nginx wrk awk curl; do
+  command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (Debian: apt-get install -y nginx wrk curl gawk)"
+done
+HAVE_HAPROXY=0
+if [[ -z "${NO_HAPROXY:-}" ]] && command -v haproxy >/dev/null 2>&1; then HAVE_HAPROXY=1; fi
+[[ $HAVE_HAPROXY == 1 ]] || note "haproxy not used (not installed or NO_HAPROXY set)"
+
+# ---------------------------------------------------------------- temp dir + cleanup
+WORK="$(mktemp -d /tmp/harmony-bench.XXXXXX)"
+chmod 755 "$WORK"   # nginx workers may run as an unprivileged user
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [[ -z "${KEEP:-}" ]]; then rm -rf "$WORK"; else note "kept $WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A loopback port nobody listens on (and not handed out before in this run).
+USED_PORTS=" "
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    [[ $USED_PORTS == *" $p "* ]] && continue
+    port_open "$p" && continue
+    USED_PORTS+="$p "
+    echo "$p"; return
+  done
+}
+
+# wait_port PORT PID NAME: up to 10 s for PORT to accept; fail if PID dies.
+wait_port() {
+  local i
+  for i in $(seq 200); do
+    port_open "$1" && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------- build harmony
+HARMONY_BIN="$ROOT/target/release/harmony"
+HARMONY_OK=1
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+  note "cargo build --release"
+  if ! cargo build --release --bin harmony >"$WORK/build.log" 2>&1; then
+    note "SKIP harmony: cargo build --release failed (last lines below)"
+    tail -n 15 "$WORK/build.log" >&2
+    HARMONY_OK=0
+  fi
+fi
+[[ -x $HARMONY_BIN ]] || { [[ $HARMONY_OK == 0 ]] || note "SKIP harmony: $HARMONY_BIN missing"; HARMONY_OK=0; }
+
+# ---------------------------------------------------------------- configs
+O_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port); A_PORT=$(free_port)
+
+nginx_conf() {  # nginx_conf NAME SERVER_BODY [HTTP_EXTRA]
+  local dir="$WORK/$1"
+  mkdir -p "$dir/logs" "$dir/tmp"
+  chmod -R 777 "$dir/tmp"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+error_log $dir/logs/error.log warn;
+pid $dir/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    $3
+    server {
+        listen 127.0.0.1:$4;
+        $2
+    }
+}
+EOF
+}
+
+nginx_conf origin 'location / { default_type text/plain; return 200 "hello world\n"; }' "" "$O_PORT"
+nginx_conf nginx 'location / { proxy_pass http://origin_up; proxy_http_version 1.1; proxy_set_header Connection ""; }' \
+  "upstream origin_up { server 127.0.0.1:$O_PORT; keepalive 64; }" "$N_PORT"
+
+mkdir -p "$WORK/harmony/pipelines"
+cat >"$WORK/harmony/harmony.toml" <<EOF
+[proxy]
+id = "bench"
+workers = 1
+log_level = "warn"
+
+[logging]
+access_log = false
+
+[network.default.http]
+bind_address = "127.0.0.1"
+bind_port = $H_PORT
+
+[pipelines.bench]
+networks = ["default"]
+endpoints = ["all"]
+backends = ["origin"]
+
+[endpoints.all]
+service = "http"
+options = { path_prefix = "/" }
+
+[backends.origin]
+service = "http"
+options = { base_url = "http://127.0.0.1:$O_PORT" }
+EOF
+
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$A_PORT
+    default_backend be
+backend be
+    server origin 127.0.0.1:$O_PORT
+EOF
+
+# ---------------------------------------------------------------- start everything
+declare -A PID_OF URL_OF
+TARGETS=()
+
+start_nginx() {  # start_nginx NAME PORT
+  local dir="$WORK/$1"
+  nginx -e "$dir/logs/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/logs/stdout" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  wait_port "$2" "$pid" || { cat "$dir/logs/error.log" "$dir/logs/stdout" >&2 2>/dev/null; die "nginx '$1' did not start"; }
+  PID_OF[$1]=$pid
+}
+
+start_nginx origin "$O_PORT"
+URL_OF[origin]="http://127.0.0.1:$O_PORT/"; TARGETS+=(origin)
+start_nginx nginx "$N_PORT"
+URL_OF[nginx]="http://127.0.0.1:$N_PORT/"; TARGETS+=(nginx)
+
+if [[ $HARMONY_OK == 1 ]]; then
+  "$HARMONY_BIN" -c "$WORK/harmony/harmony.toml" 2>"$WORK/harmony/stderr" >/dev/null &
+  hpid=$!
+  PIDS+=("$hpid")
+  if wait_port "$H_PORT" "$hpid"; then
+    PID_OF[harmony]=$hpid; URL_OF[harmony]="http://127.0.0.1:$H_PORT/"; TARGETS+=(harmony)
+  else
+    note "SKIP harmony: it did not listen on 127.0.0.1:$H_PORT within 10 s; its stderr:"
+    tail -n 20 "$WORK/harmony/stderr" >&2 || true
+  fi
+fi
+
+if [[ $HAVE_HAPROXY == 1 ]]; then
+  haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+  apid=$!
+  PIDS+=("$apid")
+  if wait_port "$A_PORT" "$apid"; then
+    PID_OF[haproxy]=$apid; URL_OF[haproxy]="http://127.0.0.1:$A_PORT/"; TARGETS+=(haproxy)
+  else
+    note "SKIP haproxy: did not start"; tail -n 20 "$WORK/haproxy.log" >&2 || true
+  fi
+fi
+
+# Every target must answer the origin's body before it is measured.
+checked=()
+for t in "${TARGETS[@]}"; do
+  body=$(curl -sS --noproxy '*' --max-time 5 "${URL_OF[$t]}" 2>&1 || true)
+  if [[ $body == "hello world" ]]; then
+    checked+=("$t")
+  elif [[ $t == origin || $t == nginx ]]; then
+    die "$t answered '$body' instead of 'hello world'"
+  else
+    note "SKIP $t: answered '$body' instead of 'hello world'"
+  fi
+done
+TARGETS=("${checked[@]}")
+
+# ---------------------------------------------------------------- run wrk
+# parse_wrk FILE -> "rps p50_ms p99_ms errors"
+parse_wrk() {
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+      return v + 0
+    }
+    /^Requests\/sec:/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx or 3xx responses:/ { err += $NF }
+    /Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) { v = $i; sub(/,/, "", v); err += v } }
+    END { printf "%s %s %s %d\n", (rps == "" ? 0 : rps), (p50 == "" ? 0 : p50), (p99 == "" ? 0 : p99), err }
+  ' "$1"
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit } if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+note "targets: ${TARGETS[*]}; $ROUNDS round(s) of wrk -t1 -c$CONNS -d${DURATION}s"
+for round in $(seq "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    out="$WORK/wrk-$t-$round.txt"
+    if ! timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${URL_OF[$t]}" >"$out" 2>&1; then
+      note "wrk against $t failed in round $round:"; cat "$out" >&2
+    fi
+    read -r rps p50 p99 errs < <(parse_wrk "$out")
+    echo "$rps $p50 $p99 $errs" >>"$WORK/res-$t"
+    note "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, errors $errs"
+  done
+done
+
+# ---------------------------------------------------------------- RSS after load
+rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
+declare -A RSS
+for t in "${TARGETS[@]}"; do
+  pid=${PID_OF[$t]}
+  case $t in
+    origin|nginx) w=$(pgrep -P "$pid" | head -n 1 || true); RSS[$t]=$([[ -n $w ]] && rss_mb "$w" || echo "?") ;;
+    *) RSS[$t]=$(rss_mb "$pid") ;;
+  esac
+done
+
+# ---------------------------------------------------------------- report
+declare -A RPS P50 P99 ERR
+for t in "${TARGETS[@]}"; do
+  RPS[$t]=$(awk '{ print $1 }' "$WORK/res-$t" | median)
+  P50[$t]=$(awk '{ print $2 }' "$WORK/res-$t" | median)
+  P99[$t]=$(awk '{ print $3 }' "$WORK/res-$t" | median)
+  ERR[$t]=$(awk '{ s += $4 } END { print s + 0 }' "$WORK/res-$t")
+done
+
+echo
+echo "Small GET over keep-alive: wrk -t1 -c$CONNS -d${DURATION}s, median of $ROUNDS round(s), $(nproc) cores, one worker each"
+echo
+echo "| target | req/s | p50 (ms) | p99 (ms) | worker RSS after load (MB) | errors |"
+echo "|---|---:|---:|---:|---:|---:|"
+for t in "${TARGETS[@]}"; do
+  printf "| %s | %.0f | %.3f | %.3f | %s | %s |\n" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${RSS[$t]}" "${ERR[$t]}"
+done
+echo
+if [[ -n ${RPS[harmony]:-} ]]; then
+  awk -v h="${RPS[harmony]}" -v n="${RPS[nginx]}" 'BEGIN { printf "harmony/nginx req/s ratio: %.2f\n", (n > 0 ? h / n : 0) }'
+  if [[ -n ${RPS[haproxy]:-} ]]; then
+    awk -v h="${RPS[harmony]}" -v a="${RPS[haproxy]}" 'BEGIN { printf "harmony/haproxy req/s ratio: %.2f\n", (a > 0 ? h / a : 0) }'
+  fi
+else
+  echo "harmony/nginx req/s ratio: n/a (harmony skipped, see messages above)"
+fi

@@ -1,0 +1,76 @@
+use super::headers;
+use crate::{is_hop_by_hop, is_valid_field_name, is_valid_field_value, remove_hop_by_hop, Headers};
+
+#[test]
+fn lookups_are_case_insensitive_and_ordered() {
+    let h = headers(&[("Accept", "a"), ("X-A", "1"), ("accept", "b")]);
+    assert_eq!(h.len(), 3);
+    assert_eq!(h.get("ACCEPT"), Some(&b"a"[..]));
+    assert_eq!(h.get_all("Accept").collect::<Vec<_>>(), [&b"a"[..], b"b"]);
+    assert!(h.contains("x-a"));
+    assert!(!h.contains("x-b"));
+    let names: Vec<&str> = h.iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["Accept", "X-A", "accept"]);
+}
+
+#[test]
+fn set_remove_retain_and_clear() {
+    let mut h = headers(&[("A", "1"), ("B", "2"), ("a", "3")]);
+    h.set("a", b"4");
+    assert_eq!(h, headers(&[("B", "2"), ("a", "4")]));
+    assert!(h.remove("B"));
+    assert!(!h.remove("B"));
+    h.append("C", b"5");
+    h.retain(|name, _| name != "a");
+    assert_eq!(h, headers(&[("C", "5")]));
+    h.clear();
+    assert!(h.is_empty());
+    assert_eq!(h, Headers::new());
+    assert_eq!(format!("{:?}", headers(&[("A", "1")])), r#"[("A", "1")]"#);
+}
+
+#[test]
+fn tokens_and_text_are_trimmed() {
+    let h = headers(&[("Connection", " keep-alive ,Upgrade"), ("X-T", " text\t")]);
+    assert!(h.has_token("connection", "upgrade"));
+    assert!(h.has_token("Connection", "KEEP-ALIVE"));
+    assert!(!h.has_token("connection", "close"));
+    assert_eq!(h.get_str("x-t"), Some("text"));
+    let bin = headers(&[]);
+    let mut bin = bin;
+    bin.append("X-Bin", b"\xff");
+    assert_eq!(bin.get_str("x-bin"), None);
+}
+
+#[test]
+fn hop_by_hop_fields_and_those_named_in_connection_are_removed() {
+    let mut h = headers(&[
+        ("Host", "a"),
+        ("Connection", "close, X-Secret"),
+        ("Keep-Alive", "timeout=5"),
+        ("x-secret", "1"),
+        ("Transfer-Encoding", "chunked"),
+        ("TE", "trailers"),
+        ("Trailer", "X-Sum"),
+        ("Upgrade", "h2c"),
+        ("Proxy-Connection", "keep-alive"),
+        ("Accept", "*/*"),
+        ("Connection", "x-other"),
+        ("X-Other", "2"),
+    ]);
+    remove_hop_by_hop(&mut h);
+    assert_eq!(h, headers(&[("Host", "a"), ("Accept", "*/*")]));
+    assert!(is_hop_by_hop("TRANSFER-ENCODING"));
+    assert!(!is_hop_by_hop("Content-Length"));
+}
+
+#[test]
+fn field_validity_helpers_guard_against_injection() {
+    assert!(is_valid_field_name("X-Request-Id"));
+    assert!(!is_valid_field_name(""));
+    assert!(!is_valid_field_name("X A"));
+    assert!(!is_valid_field_name("X:A"));
+    assert!(is_valid_field_value(b"a b\tc \xff"));
+    assert!(!is_valid_field_value(b"a\r\nX-Injected: 1"));
+    assert!(!is_valid_field_value(b"a\0"));
+}
