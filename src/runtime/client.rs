@@ -8,8 +8,8 @@ use super::exchange::Exchange;
 use super::upstream::UpstreamConn;
 use super::worker::Worker;
 use crate::pipeline::{Generation, ProxyError};
-use mio::net::TcpStream;
-use std::net::{Shutdown, SocketAddr};
+use super::transport::Transport;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ pub(crate) enum TimeoutKind {
 }
 
 pub(crate) struct Client {
-    pub(crate) sock: TcpStream,
+    pub(crate) sock: Transport,
     pub(crate) key: usize,
     pub(crate) peer: SocketAddr,
     /// Network index (in the generation) of the listener that accepted it.
@@ -71,7 +71,7 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(
-        sock: TcpStream,
+        sock: Transport,
         key: usize,
         peer: SocketAddr,
         net: usize,
@@ -245,7 +245,7 @@ impl Worker {
             return false; // flush_client moves it; the write deadline bounds it
         }
         if c.linger_until.is_none() {
-            let _ = c.sock.shutdown(Shutdown::Write);
+            let _ = c.sock.shutdown_write();
             c.linger_until = Some(self.now + LINGER);
             if c.eof {
                 c.phase = Phase::Closed;

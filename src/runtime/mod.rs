@@ -10,6 +10,7 @@ mod listener;
 mod response;
 mod slab;
 mod timer;
+mod transport;
 mod upstream;
 mod worker;
 

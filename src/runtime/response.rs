@@ -241,15 +241,24 @@ impl Worker {
             }
         };
         let up_keep_alive = head.keep_alive();
+        let client_11 = ex.client_version == Version::Http11;
+        // codings other than chunked (e.g. "gzip, chunked") stay on the body:
+        // relay them to HTTP/1.1 clients, refuse where the client cannot take them
+        let other_codings = other_transfer_codings(&head.headers);
+        if !other_codings.is_empty() && !client_11 {
+            self.fail_exchange(c, ProxyError::BadGateway("upstream used a transfer coding an HTTP/1.0 client cannot receive".into()));
+            return false;
+        }
         let mut h = head.headers;
         http1::remove_hop_by_hop(&mut h);
-        let client_11 = ex.client_version == Version::Http11;
         ex.resp_chunked = false;
         match kind {
             BodyKind::Chunked | BodyKind::UntilClose => {
                 h.remove("content-length");
                 if client_11 {
-                    h.append("Transfer-Encoding", b"chunked");
+                    let mut te = other_codings;
+                    te.extend_from_slice(if te.is_empty() { b"chunked" } else { b", chunked" });
+                    h.append("Transfer-Encoding", &te);
                     ex.resp_chunked = true;
                 } else {
                     c.keep_alive = false;
@@ -403,6 +412,23 @@ impl Worker {
         let us = std::time::Instant::now().saturating_duration_since(ex.started).as_micros();
         log::info!(target: "access", "{} {} {} {} {}B {}us up={} rid={}", c.peer.ip(), ex.method, ex.target, status, ex.bytes_out, us, upstream, ex.request_id);
     }
+}
+
+/// The transfer codings of a response other than `chunked`, comma-joined.
+fn other_transfer_codings(h: &http1::Headers) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in h.get_all("transfer-encoding") {
+        for t in v.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked") {
+                if !out.is_empty() {
+                    out.extend_from_slice(b", ");
+                }
+                out.extend_from_slice(t);
+            }
+        }
+    }
+    out
 }
 
 /// Tell the client whether the connection stays open.

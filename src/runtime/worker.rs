@@ -6,6 +6,7 @@ use super::client::{Client, Phase};
 use super::ids::RequestIds;
 use super::slab::Slab;
 use super::timer::Timers;
+use super::transport::Transport;
 use super::upstream::{Pool, UpstreamConn};
 use crate::pipeline::Generation;
 use mio::net::TcpListener;
@@ -189,7 +190,7 @@ impl Worker {
                         continue;
                     }
                     self.clients += 1;
-                    let c = Box::new(Client::new(sock, key, peer, net, self.now, self.gen.clone()));
+                    let c = Box::new(Client::new(Transport::Plain(sock), key, peer, net, self.now, self.gen.clone()));
                     self.put_client(key, c);
                     // data may already be waiting; edge-triggered readiness will also report it
                 }
@@ -329,7 +330,7 @@ impl Worker {
         if let Some(up) = c.up.take() {
             self.close_upstream(up);
         }
-        let _ = self.poll.registry().deregister(&mut c.sock);
+        let _ = self.poll.registry().deregister(c.sock.socket());
         c.rbuf.release(&mut self.bufs);
         c.wbuf.clear();
         c.wbuf.release(&mut self.bufs);
