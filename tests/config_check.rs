@@ -41,16 +41,8 @@ fn expected_errors() -> Vec<(&'static str, usize, usize)> {
     let line_of = |needle: &str| BAD.lines().position(|l| l.contains(needle)).unwrap() + 1;
     vec![
         ("workers", line_of("[proxy]"), line_of("workers")),
-        (
-            "bind_port",
-            line_of("[network.default.http]"),
-            line_of("bind_port"),
-        ),
-        (
-            "endpoints",
-            line_of("[pipelines.api]"),
-            line_of("backends = [\"origin\"]"),
-        ),
+        ("bind_port", line_of("[network.default.http]"), line_of("bind_port")),
+        ("endpoints", line_of("[pipelines.api]"), line_of("backends = [\"origin\"]")),
         ("base_url", line_of("[backends.origin]"), line_of("ftp://")),
         ("type", line_of("[middleware.m]"), line_of("no_such_type")),
     ]
@@ -68,9 +60,7 @@ fn assert_reports_every_error(stderr: &str) {
         .collect();
     for (key, first, last) in expected_errors() {
         assert!(
-            lines
-                .iter()
-                .any(|(n, msg)| (first..=last).contains(n) && msg.contains(key)),
+            lines.iter().any(|(n, msg)| (first..=last).contains(n) && msg.contains(key)),
             "no `harmony.toml:{first}..{last}: {key}: ...` error in stderr:\n{stderr}"
         );
     }
@@ -95,10 +85,7 @@ fn check_lists_every_error_with_file_and_line() {
 fn start_up_with_a_bad_config_fails_with_the_same_messages() {
     let (_dir, cfg) = config_dir("start-bad", BAD);
     let (st, _out, err) = run_harmony(&["-c", cfg.to_str().unwrap()], RUN_LIMIT);
-    assert!(
-        !st.success(),
-        "harmony started with a bad config; stderr:\n{err}"
-    );
+    assert!(!st.success(), "harmony started with a bad config; stderr:\n{err}");
     assert_reports_every_error(&err);
 }
 
@@ -108,10 +95,7 @@ fn toml_syntax_error_names_file_and_line() {
     let (_dir, cfg) = config_dir("check-syntax", text);
     let (st, _out, err) = run_harmony(&["--check", "-c", cfg.to_str().unwrap()], RUN_LIMIT);
     assert_eq!(st.code(), Some(1), "stderr:\n{err}");
-    assert!(
-        err.contains("harmony.toml:4:") || err.contains("harmony.toml:5:"),
-        "stderr:\n{err}"
-    );
+    assert!(err.contains("harmony.toml:4:") || err.contains("harmony.toml:5:"), "stderr:\n{err}");
 }
 
 #[test]
@@ -147,20 +131,12 @@ fn curl_against_the_shipped_default_config() {
     let dir = TempDir::new("default-config");
     let mut h = Harmony::spawn(&shipped_config(), &dir.path, 8080);
     h.wait_ready();
-    let (st, out, err) = curl(&[
-        "-sS",
-        "-w",
-        "\n%{http_code}",
-        "http://127.0.0.1:8080/echo/hello",
-    ]);
+    let (st, out, err) = curl(&["-sS", "-w", "\n%{http_code}", "http://127.0.0.1:8080/echo/hello"]);
     assert!(st.success(), "{err}");
     let text = String::from_utf8_lossy(&out);
     let (body, code) = text.rsplit_once('\n').unwrap();
     assert_eq!(code, "200", "{text}");
     let v: serde_json::Value = serde_json::from_str(body).expect("JSON from the echo endpoint");
     assert!(v["path"].as_str().unwrap_or("").contains("hello"), "{v}");
-    assert_eq!(
-        h.terminate(Duration::from_secs(10)).and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(h.terminate(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
 }

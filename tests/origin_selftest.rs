@@ -24,10 +24,7 @@ fn keep_alive_many_requests_one_connection() {
 fn framings_chunked_close_and_trailers() {
     let o = Origin::start();
     let r = get(o.port, "/chunked");
-    assert_eq!(
-        (r.framing, r.text().as_str()),
-        ("chunked", "hello chunked world!")
-    );
+    assert_eq!((r.framing, r.text().as_str()), ("chunked", "hello chunked world!"));
     assert_eq!(r.trailer("x-trailer"), Some("done"));
     let r = get(o.port, "/close");
     assert_eq!(r.framing, "close");
@@ -55,12 +52,7 @@ fn echo_and_count_stream_bodies() {
     assert_eq!(v["fnv"], format!("{:016x}", f.0));
     assert_eq!(v["trailers"]["x-sum"], "10");
     let mut c = Conn::connect(o.port);
-    let mut req = request_bytes(
-        "POST",
-        "/echo-body",
-        &[("Transfer-Encoding", "chunked")],
-        b"",
-    );
+    let mut req = request_bytes("POST", "/echo-body", &[("Transfer-Encoding", "chunked")], b"");
     req.extend_from_slice(&chunked(b"streamed back", 4, &[]));
     c.send(&req);
     let r = c.read_final(false);

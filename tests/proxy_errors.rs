@@ -10,17 +10,12 @@ mod common;
 use common::origin::Origin;
 use common::*;
 
-const LIMITS: &str =
-    "max_body_bytes = 1000\nmax_uri_bytes = 256\nmax_header_bytes = 2048\nmax_headers = 20\n";
+const LIMITS: &str = "max_body_bytes = 1000\nmax_uri_bytes = 256\nmax_header_bytes = 2048\nmax_headers = 20\n";
 
 fn proxy(tag: &str, base_url: &str, proxy_extra: &str, backend_extra: &str) -> Harmony {
     let port = free_port();
-    let cfg = format!(
-        "{}{}{}",
-        base_config(port, proxy_extra),
-        api_pipeline(base_url, &[], backend_extra),
-        echo_pipeline()
-    );
+    let cfg =
+        format!("{}{}{}", base_config(port, proxy_extra), api_pipeline(base_url, &[], backend_extra), echo_pipeline());
     Harmony::start(tag, &cfg, port)
 }
 
@@ -34,12 +29,7 @@ fn raw(h: &Harmony, bytes: &[u8]) -> Response {
 fn assert_still_serves(h: &mut Harmony) {
     assert!(h.alive(), "harmony died; stderr:\n{}", h.stderr());
     let r = get(h.port, "/echo/still-alive");
-    assert_eq!(
-        r.status,
-        200,
-        "normal request after errors failed: {}",
-        r.text()
-    );
+    assert_eq!(r.status, 200, "normal request after errors failed: {}", r.text());
 }
 
 #[test]
@@ -48,7 +38,10 @@ fn malformed_requests_get_400() {
     let mut h = proxy("e400", &o.base_url(), LIMITS, "");
     let cases: &[(&str, &[u8])] = &[
         ("bad request line", b"THIS IS NOT HTTP\r\n\r\n"),
-        ("CL and TE", b"POST /api/count HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        (
+            "CL and TE",
+            b"POST /api/count HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ),
         ("differing CL", b"POST /api/count HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
         ("obs-fold", b"GET /api/headers HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n  two\r\n\r\n"),
         ("NUL in value", b"GET /api/headers HTTP/1.1\r\nHost: a\r\nX-Bad: a\x00b\r\n\r\n"),
@@ -59,12 +52,7 @@ fn malformed_requests_get_400() {
         assert_eq!(r.status, 400, "{what}: {}", r.text());
         r.assert_error(400);
     }
-    assert_eq!(
-        o.requests(),
-        0,
-        "a malformed request reached the origin: {:?}",
-        o.targets()
-    );
+    assert_eq!(o.requests(), 0, "a malformed request reached the origin: {:?}", o.targets());
     assert_still_serves(&mut h);
 }
 
@@ -92,11 +80,7 @@ fn slow_head_is_408() {
 fn body_over_limit_is_413() {
     let o = Origin::start();
     let mut h = proxy("e413", &o.base_url(), LIMITS, "");
-    raw(
-        &h,
-        b"POST /api/count HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",
-    )
-    .assert_error(413);
+    raw(&h, b"POST /api/count HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n").assert_error(413);
 
     let mut c = h.connect();
     c.send(b"POST /api/count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -119,11 +103,7 @@ fn big_or_many_headers_are_431() {
     let o = Origin::start();
     let mut h = proxy("e431", &o.base_url(), LIMITS, "");
     let big = "v".repeat(2500);
-    raw(
-        &h,
-        &request_bytes("GET", "/api/headers", &[("X-Big", &big)], b""),
-    )
-    .assert_error(431);
+    raw(&h, &request_bytes("GET", "/api/headers", &[("X-Big", &big)], b"")).assert_error(431);
 
     let names: Vec<String> = (0..30).map(|i| format!("X-Many-{i}")).collect();
     let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
@@ -135,23 +115,14 @@ fn big_or_many_headers_are_431() {
 fn unsupported_transfer_coding_is_501() {
     let o = Origin::start();
     let mut h = proxy("e501", &o.base_url(), "", "");
-    raw(
-        &h,
-        b"POST /api/count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-    )
-    .assert_error(501);
+    raw(&h, b"POST /api/count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").assert_error(501);
     assert_eq!(o.requests(), 0);
     assert_still_serves(&mut h);
 }
 
 #[test]
 fn refused_upstream_is_502() {
-    let mut h = proxy(
-        "e502-refused",
-        &format!("http://127.0.0.1:{}", closed_port()),
-        "",
-        "",
-    );
+    let mut h = proxy("e502-refused", &format!("http://127.0.0.1:{}", closed_port()), "", "");
     get(h.port, "/api/anything").assert_error(502);
     assert_still_serves(&mut h);
 }
@@ -183,13 +154,7 @@ fn slow_upstream_is_504() {
 fn error_request_id_matches_the_response_header() {
     let o = Origin::start();
     let h = proxy("e-id", &o.base_url(), "", "");
-    let r = request(
-        h.port,
-        "GET",
-        "/nowhere",
-        &[("X-Request-Id", "err-id-7")],
-        b"",
-    );
+    let r = request(h.port, "GET", "/nowhere", &[("X-Request-Id", "err-id-7")], b"");
     let v = r.assert_error(404);
     assert_eq!(v["request_id"], "err-id-7");
     assert_eq!(r.header("x-request-id"), Some("err-id-7"));

@@ -10,12 +10,7 @@ use std::time::Duration;
 
 fn proxy(tag: &str, o: &Origin) -> Harmony {
     let port = free_port();
-    let cfg = format!(
-        "{}{}{}",
-        base_config(port, ""),
-        api_pipeline(&o.base_url(), &[], ""),
-        echo_pipeline()
-    );
+    let cfg = format!("{}{}{}", base_config(port, ""), api_pipeline(&o.base_url(), &[], ""), echo_pipeline());
     Harmony::start(tag, &cfg, port)
 }
 
@@ -31,12 +26,7 @@ fn chunked_request_body_with_trailer_arrives_intact() {
     let h = proxy("chunk-req", &o);
     let data: Vec<u8> = (0..100_000u64).map(pattern_byte).collect();
     let mut c = h.connect();
-    let mut req = request_bytes(
-        "POST",
-        "/api/count",
-        &[("Transfer-Encoding", "chunked")],
-        b"",
-    );
+    let mut req = request_bytes("POST", "/api/count", &[("Transfer-Encoding", "chunked")], b"");
     req.extend_from_slice(&chunked(&data, 7_001, &[("X-Checksum", "abc")]));
     c.send(&req);
     let r = c.read_final(false);
@@ -51,22 +41,12 @@ fn chunked_response_and_its_trailer_reach_the_client() {
     let o = Origin::start();
     let h = proxy("chunk-resp", &o);
     let mut c = h.connect();
-    c.send(&request_bytes(
-        "GET",
-        "/api/chunked",
-        &[("TE", "trailers")],
-        b"",
-    ));
+    c.send(&request_bytes("GET", "/api/chunked", &[("TE", "trailers")], b""));
     let r = c.read_final(false);
     assert_eq!(r.status, 200);
     assert_eq!(r.framing, "chunked");
     assert_eq!(r.text(), "hello chunked world!");
-    assert_eq!(
-        r.trailer("x-trailer"),
-        Some("done"),
-        "trailer lost: {:?}",
-        r.trailers
-    );
+    assert_eq!(r.trailer("x-trailer"), Some("done"), "trailer lost: {:?}", r.trailers);
     // The connection is still in step.
     c.send(&request_bytes("GET", "/api/status/200", &[], b""));
     assert_eq!(c.read_final(false).text(), "status 200\n");
@@ -80,10 +60,7 @@ fn chunked_echo_both_ways() {
     let mut req = request_bytes(
         "PUT",
         "/api/echo-body",
-        &[
-            ("Transfer-Encoding", "chunked"),
-            ("Content-Type", "text/plain"),
-        ],
+        &[("Transfer-Encoding", "chunked"), ("Content-Type", "text/plain")],
         b"",
     );
     req.extend_from_slice(&chunked(b"one two three four five", 4, &[]));
@@ -102,16 +79,9 @@ fn close_delimited_upstream_is_rechunked_for_http11_clients() {
     let r = c.read_final(false);
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "close-delimited body\nsecond line\n");
-    assert_eq!(
-        r.framing, "chunked",
-        "HTTP/1.1 client should get a re-chunked body"
-    );
+    assert_eq!(r.framing, "chunked", "HTTP/1.1 client should get a re-chunked body");
     c.send(&request_bytes("GET", "/api/status/200", &[], b""));
-    assert_eq!(
-        c.read_final(false).status,
-        200,
-        "client connection survives the upstream close"
-    );
+    assert_eq!(c.read_final(false).status, 200, "client connection survives the upstream close");
 }
 
 #[test]
@@ -123,10 +93,7 @@ fn close_delimited_upstream_to_http10_client() {
     let r = c.read_final(false);
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "close-delimited body\nsecond line\n");
-    assert_ne!(
-        r.framing, "chunked",
-        "no chunked coding towards an HTTP/1.0 client"
-    );
+    assert_ne!(r.framing, "chunked", "no chunked coding towards an HTTP/1.0 client");
 }
 
 #[test]
@@ -138,18 +105,11 @@ fn expect_100_continue_gets_an_interim_response_before_the_body() {
         c.send(&request_bytes(
             "POST",
             path,
-            &[
-                ("Expect", "100-continue"),
-                ("Content-Type", "text/plain"),
-                ("Content-Length", "11"),
-            ],
+            &[("Expect", "100-continue"), ("Content-Type", "text/plain"), ("Content-Length", "11")],
             b"",
         ));
         let interim = c.read_head();
-        assert_eq!(
-            interim.status, 100,
-            "{path}: expected 100 Continue, got {interim:?}"
-        );
+        assert_eq!(interim.status, 100, "{path}: expected 100 Continue, got {interim:?}");
         assert_eq!(interim.version, "HTTP/1.1");
         c.send(b"hello world");
         let r = c.read_final(false);
@@ -179,10 +139,7 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(c.read_final(false).json()["target"], "/headers?n=3");
     let r = c.read_final(true);
     assert_eq!(r.header("content-length"), Some("5"));
-    assert!(c.read_final(false).json()["path"]
-        .as_str()
-        .unwrap()
-        .ends_with("/five"));
+    assert!(c.read_final(false).json()["path"].as_str().unwrap().ends_with("/five"));
 }
 
 #[test]
@@ -191,12 +148,7 @@ fn keep_alive_on_both_sides() {
     let h = proxy("keepalive", &o);
     let mut c = h.connect();
     for i in 0..20 {
-        c.send(&request_bytes(
-            "GET",
-            &format!("/api/headers?i={i}"),
-            &[],
-            b"",
-        ));
+        c.send(&request_bytes("GET", &format!("/api/headers?i={i}"), &[], b""));
         let r = c.read_final(false);
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["target"], format!("/headers?i={i}"));
@@ -206,11 +158,7 @@ fn keep_alive_on_both_sides() {
         assert_eq!(get(h.port, "/api/headers").status, 200);
     }
     assert_eq!(o.requests(), 30);
-    assert!(
-        o.connections() <= 3,
-        "origin saw {} connections for 30 requests",
-        o.connections()
-    );
+    assert!(o.connections() <= 3, "origin saw {} connections for 30 requests", o.connections());
 }
 
 #[test]
@@ -218,18 +166,10 @@ fn connection_close_from_client_is_honoured() {
     let o = Origin::start();
     let h = proxy("conn-close", &o);
     let mut c = h.connect();
-    c.send(&request_bytes(
-        "GET",
-        "/api/headers",
-        &[("Connection", "close")],
-        b"",
-    ));
+    c.send(&request_bytes("GET", "/api/headers", &[("Connection", "close")], b""));
     let r = c.read_final(false);
     assert_eq!(r.status, 200);
-    assert!(
-        c.closed_within(Duration::from_secs(10)),
-        "proxy kept the connection open"
-    );
+    assert!(c.closed_within(Duration::from_secs(10)), "proxy kept the connection open");
 }
 
 #[test]
@@ -245,15 +185,8 @@ fn curl_chunked_upload_and_expect_continue() {
     let file = dir.write("upload.bin", &data);
     let file = file.to_str().unwrap();
 
-    let (st, out, err) = curl(&[
-        "-sS",
-        "--http1.1",
-        "-H",
-        "Transfer-Encoding: chunked",
-        "-T",
-        file,
-        &h.url("/api/count"),
-    ]);
+    let (st, out, err) =
+        curl(&["-sS", "--http1.1", "-H", "Transfer-Encoding: chunked", "-T", file, &h.url("/api/count")]);
     assert!(st.success(), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["bytes"], data.len());
@@ -272,10 +205,7 @@ fn curl_chunked_upload_and_expect_continue() {
         &h.url("/api/count"),
     ]);
     assert!(st.success(), "{err}");
-    assert!(
-        err.contains("HTTP/1.1 100 Continue"),
-        "no 100 Continue seen by curl:\n{err}"
-    );
+    assert!(err.contains("HTTP/1.1 100 Continue"), "no 100 Continue seen by curl:\n{err}");
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["bytes"], data.len());
 }

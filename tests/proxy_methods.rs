@@ -11,13 +11,8 @@ use serde_json::Value;
 /// harmony with an `/api` pipeline to `base_url` and an `/echo` pipeline.
 fn proxy(tag: &str, base_url: &str, middleware: &[&str], extra: &str, more: &str) -> Harmony {
     let port = free_port();
-    let cfg = format!(
-        "{}{}{}{}",
-        base_config(port, ""),
-        api_pipeline(base_url, middleware, extra),
-        echo_pipeline(),
-        more
-    );
+    let cfg =
+        format!("{}{}{}{}", base_config(port, ""), api_pipeline(base_url, middleware, extra), echo_pipeline(), more);
     Harmony::start(tag, &cfg, port)
 }
 
@@ -37,22 +32,13 @@ fn echo_backend_answers_get_and_post() {
     let h = proxy("echo", &o.base_url(), &[], "", "");
     let r = get(h.port, "/echo/hello?x=1");
     assert_eq!(r.status, 200);
-    assert!(r
-        .header("content-type")
-        .unwrap_or("")
-        .contains("application/json"));
+    assert!(r.header("content-type").unwrap_or("").contains("application/json"));
     let v = r.json();
     assert_eq!(v["method"], "GET");
     assert!(v["path"].as_str().unwrap().ends_with("/hello"), "{v}");
     assert!(v["headers"].is_object(), "{v}");
 
-    let r = request(
-        h.port,
-        "POST",
-        "/echo/submit",
-        &[("Content-Type", "text/plain")],
-        b"hello body",
-    );
+    let r = request(h.port, "POST", "/echo/submit", &[("Content-Type", "text/plain")], b"hello body");
     assert_eq!(r.status, 200);
     let v = r.json();
     assert_eq!(v["method"], "POST");
@@ -63,12 +49,7 @@ fn echo_backend_answers_get_and_post() {
 fn get_post_put_delete_reach_the_origin_with_their_bodies() {
     let o = Origin::start();
     let h = proxy("methods", &o.base_url(), &[], "", "");
-    for (method, body) in [
-        ("GET", &b""[..]),
-        ("POST", b"post-body"),
-        ("PUT", b"put body!"),
-        ("DELETE", b""),
-    ] {
+    for (method, body) in [("GET", &b""[..]), ("POST", b"post-body"), ("PUT", b"put body!"), ("DELETE", b"")] {
         let r = request(h.port, method, "/api/items/7", &[], body);
         assert_eq!(r.status, 200, "{method}: {}", r.text());
         let v = r.json();
@@ -76,13 +57,7 @@ fn get_post_put_delete_reach_the_origin_with_their_bodies() {
         assert_eq!(v["target"], "/items/7");
         assert_eq!(v["body_bytes"], body.len());
     }
-    let r = request(
-        h.port,
-        "POST",
-        "/api/echo-body",
-        &[("Content-Type", "text/plain")],
-        b"round trip",
-    );
+    let r = request(h.port, "POST", "/api/echo-body", &[("Content-Type", "text/plain")], b"round trip");
     assert_eq!(r.text(), "round trip");
 }
 
@@ -120,46 +95,20 @@ fn prefix_is_stripped_and_base_path_prepended() {
 fn forwarded_headers_and_request_id() {
     let o = Origin::start();
     let h = proxy("fwd", &o.base_url(), &[], "", "");
-    let r = request(
-        h.port,
-        "GET",
-        "/api/headers",
-        &[("Host", "client.example:1234")],
-        b"",
-    );
+    let r = request(h.port, "GET", "/api/headers", &[("Host", "client.example:1234")], b"");
     assert_eq!(r.status, 200);
     let v = r.json();
     assert!(seen(&v, "via").unwrap_or("").contains("harmony"), "{v}");
-    assert!(
-        seen(&v, "x-forwarded-for")
-            .unwrap_or("")
-            .contains("127.0.0.1"),
-        "{v}"
-    );
+    assert!(seen(&v, "x-forwarded-for").unwrap_or("").contains("127.0.0.1"), "{v}");
     assert_eq!(seen(&v, "x-forwarded-proto"), Some("http"));
     assert_eq!(seen(&v, "x-forwarded-host"), Some("client.example:1234"));
     // Without preserve_host the origin sees its own authority.
-    assert_eq!(
-        seen(&v, "host"),
-        Some(format!("127.0.0.1:{}", o.port).as_str())
-    );
-    let id = seen(&v, "x-request-id")
-        .expect("generated X-Request-Id")
-        .to_string();
+    assert_eq!(seen(&v, "host"), Some(format!("127.0.0.1:{}", o.port).as_str()));
+    let id = seen(&v, "x-request-id").expect("generated X-Request-Id").to_string();
     assert!(!id.is_empty());
-    assert_eq!(
-        r.header("x-request-id"),
-        Some(id.as_str()),
-        "response echoes the id"
-    );
+    assert_eq!(r.header("x-request-id"), Some(id.as_str()), "response echoes the id");
 
-    let r = request(
-        h.port,
-        "GET",
-        "/api/headers",
-        &[("X-Request-Id", "client-id-42")],
-        b"",
-    );
+    let r = request(h.port, "GET", "/api/headers", &[("X-Request-Id", "client-id-42")], b"");
     assert_eq!(seen(&r.json(), "x-request-id"), Some("client-id-42"));
     assert_eq!(r.header("x-request-id"), Some("client-id-42"));
 }
@@ -168,14 +117,7 @@ fn forwarded_headers_and_request_id() {
 fn preserve_host_sends_the_client_host() {
     let o = Origin::start();
     let h = proxy("phost", &o.base_url(), &[], "preserve_host = true", "");
-    let v = request(
-        h.port,
-        "GET",
-        "/api/headers",
-        &[("Host", "client.example:1234")],
-        b"",
-    )
-    .json();
+    let v = request(h.port, "GET", "/api/headers", &[("Host", "client.example:1234")], b"").json();
     assert_eq!(seen(&v, "host"), Some("client.example:1234"));
 }
 
@@ -200,20 +142,11 @@ fn hop_by_hop_headers_are_not_forwarded() {
     );
     assert_eq!(r.status, 200);
     let v = r.json();
-    for name in [
-        "keep-alive",
-        "x-custom-hop",
-        "te",
-        "upgrade",
-        "proxy-connection",
-    ] {
+    for name in ["keep-alive", "x-custom-hop", "te", "upgrade", "proxy-connection"] {
         assert_eq!(seen(&v, name), None, "{name} was forwarded: {v}");
     }
     let conn = seen(&v, "connection").unwrap_or("").to_ascii_lowercase();
-    assert!(
-        !conn.contains("x-custom-hop"),
-        "client Connection forwarded: {conn}"
-    );
+    assert!(!conn.contains("x-custom-hop"), "client Connection forwarded: {conn}");
     assert_eq!(seen(&v, "x-end-to-end"), Some("kept"));
 }
 
@@ -226,25 +159,13 @@ type = "headers"
 options = { request_set = { "x-test" = "1" }, request_remove = ["x-remove-me"], response_set = { "x-resp" = "yes" }, response_remove = ["server"] }
 "#;
     let h = proxy("hdrs", &o.base_url(), &["hdrs"], "", mw);
-    let r = request(
-        h.port,
-        "GET",
-        "/api/headers",
-        &[("X-Remove-Me", "1"), ("X-Test", "client")],
-        b"",
-    );
+    let r = request(h.port, "GET", "/api/headers", &[("X-Remove-Me", "1"), ("X-Test", "client")], b"");
     assert_eq!(r.status, 200);
     let v = r.json();
     assert_eq!(seen(&v, "x-test"), Some("1"), "{v}");
     assert_eq!(seen(&v, "x-remove-me"), None, "{v}");
     assert_eq!(r.header("x-resp"), Some("yes"));
-    assert!(
-        !r.headers_named("server")
-            .iter()
-            .any(|s| s.contains("test-origin")),
-        "{:?}",
-        r.headers
-    );
+    assert!(!r.headers_named("server").iter().any(|s| s.contains("test-origin")), "{:?}", r.headers);
 }
 
 #[test]
@@ -257,18 +178,10 @@ options = { rules = ["/allowed", "/allowed/*"], deny = ["/allowed/secret"] }
 "#;
     let h = proxy("filter", &o.base_url(), &["filter"], "", mw);
     assert_eq!(get(h.port, "/api/allowed").status, 200);
-    assert_eq!(
-        get(h.port, "/api/allowed/item").json()["target"],
-        "/allowed/item"
-    );
+    assert_eq!(get(h.port, "/api/allowed/item").json()["target"], "/allowed/item");
     get(h.port, "/api/other").assert_error(404);
     get(h.port, "/api/allowed/secret").assert_error(403);
-    assert_eq!(
-        o.requests(),
-        2,
-        "filtered requests must not reach the origin: {:?}",
-        o.targets()
-    );
+    assert_eq!(o.requests(), 2, "filtered requests must not reach the origin: {:?}", o.targets());
 }
 
 #[test]
@@ -315,14 +228,7 @@ fn curl_put_and_head_through_the_proxy() {
     }
     let o = Origin::start();
     let h = proxy("curl", &o.base_url(), &[], "", "");
-    let (st, out, err) = curl(&[
-        "-sS",
-        "-X",
-        "PUT",
-        "--data-binary",
-        "curl body",
-        &h.url("/api/echo-body"),
-    ]);
+    let (st, out, err) = curl(&["-sS", "-X", "PUT", "--data-binary", "curl body", &h.url("/api/echo-body")]);
     assert!(st.success(), "{err}");
     assert_eq!(out, b"curl body");
     let (st, out, err) = curl(&["-sS", "-I", &h.url("/api/big?bytes=77")]);

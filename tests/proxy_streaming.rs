@@ -62,10 +62,7 @@ fn read_pattern(c: &mut Conn, n: u64) -> Response {
 
 fn assert_small(h: &Harmony, what: &str) {
     let peak = h.peak_rss_kb();
-    assert!(
-        peak < RSS_LIMIT_KB,
-        "{what}: proxy peak RSS {peak} KiB >= {RSS_LIMIT_KB} KiB"
-    );
+    assert!(peak < RSS_LIMIT_KB, "{what}: proxy peak RSS {peak} KiB >= {RSS_LIMIT_KB} KiB");
     eprintln!("{what}: proxy peak RSS {peak} KiB");
 }
 
@@ -74,9 +71,7 @@ fn upload_64_mib_streams() {
     let o = Origin::start();
     let h = proxy("up64", &o);
     let mut c = h.connect();
-    c.send(
-        format!("POST /api/count HTTP/1.1\r\nHost: a\r\nContent-Length: {BIG}\r\n\r\n").as_bytes(),
-    );
+    c.send(format!("POST /api/count HTTP/1.1\r\nHost: a\r\nContent-Length: {BIG}\r\n\r\n").as_bytes());
     let mut fnv = Fnv::new();
     write_pattern(&mut c.stream, BIG, &mut fnv);
     let v = c.read_final(false).json();
@@ -114,19 +109,9 @@ fn download_64_mib_streams() {
     let o = Origin::start();
     let h = proxy("down64", &o);
     let mut c = h.connect();
-    c.send(&request_bytes(
-        "GET",
-        &format!("/api/big?bytes={BIG}"),
-        &[],
-        b"",
-    ));
+    c.send(&request_bytes("GET", &format!("/api/big?bytes={BIG}"), &[], b""));
     read_pattern(&mut c, BIG);
-    c.send(&request_bytes(
-        "GET",
-        &format!("/api/big?bytes={}&chunked=1", 16 * MIB),
-        &[],
-        b"",
-    ));
+    c.send(&request_bytes("GET", &format!("/api/big?bytes={}&chunked=1", 16 * MIB), &[], b""));
     let r = read_pattern(&mut c, 16 * MIB);
     assert_eq!(r.framing, "chunked");
     assert_small(&h, "64 MiB download");
@@ -137,10 +122,7 @@ fn echo_64_mib_both_ways_at_once() {
     let o = Origin::start();
     let h = proxy("echo64", &o);
     let mut c = h.connect();
-    c.send(
-        format!("POST /api/echo-body HTTP/1.1\r\nHost: a\r\nContent-Length: {BIG}\r\n\r\n")
-            .as_bytes(),
-    );
+    c.send(format!("POST /api/echo-body HTTP/1.1\r\nHost: a\r\nContent-Length: {BIG}\r\n\r\n").as_bytes());
     // The origin answers while still reading: write from another thread.
     let mut w = c.stream.try_clone().unwrap();
     let writer = thread::spawn(move || {
@@ -157,12 +139,7 @@ fn slow_reader_pushes_back_on_the_origin() {
     let o = Origin::start();
     let h = proxy("slowread", &o);
     let mut c = h.connect();
-    c.send(&request_bytes(
-        "GET",
-        &format!("/api/big?bytes={BIG}"),
-        &[],
-        b"",
-    ));
+    c.send(&request_bytes("GET", &format!("/api/big?bytes={BIG}"), &[], b""));
     let mut r = c.read_head();
     assert_eq!(r.status, 200);
     assert!(eventually(Duration::from_secs(10), || o.bytes_sent() > 0));
@@ -171,18 +148,9 @@ fn slow_reader_pushes_back_on_the_origin() {
     thread::sleep(Duration::from_secs(2));
     let sent = o.bytes_sent();
     let rss = h.rss_kb();
-    assert!(
-        rss < RSS_LIMIT_KB,
-        "proxy RSS {rss} KiB while the client is not reading"
-    );
-    assert!(
-        sent < 48 * MIB,
-        "origin pushed {sent} bytes with nobody reading: no backpressure"
-    );
-    eprintln!(
-        "while stalled: origin sent {} MiB, proxy RSS {rss} KiB",
-        sent / MIB
-    );
+    assert!(rss < RSS_LIMIT_KB, "proxy RSS {rss} KiB while the client is not reading");
+    assert!(sent < 48 * MIB, "origin pushed {sent} bytes with nobody reading: no backpressure");
+    eprintln!("while stalled: origin sent {} MiB, proxy RSS {rss} KiB", sent / MIB);
     // Now read it all; nothing was lost.
     let mut off = 0u64;
     let mut ok = true;

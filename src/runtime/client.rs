@@ -5,10 +5,10 @@
 
 use super::buf::{InBuf, OutBuf, ReadOutcome, WriteOutcome};
 use super::exchange::Exchange;
+use super::transport::Transport;
 use super::upstream::UpstreamConn;
 use super::worker::Worker;
 use crate::pipeline::{Generation, ProxyError};
-use super::transport::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +44,8 @@ pub(crate) struct Client {
     pub(crate) sock: Transport,
     pub(crate) key: usize,
     pub(crate) peer: SocketAddr,
+    /// `peer.ip()` as text, for X-Forwarded-For (formatted once per connection).
+    pub(crate) peer_ip: String,
     /// Network index (in the generation) of the listener that accepted it.
     pub(crate) net: usize,
     pub(crate) rd: bool,
@@ -82,6 +84,7 @@ impl Client {
             sock,
             key,
             peer,
+            peer_ip: peer.ip().to_string(),
             net,
             rd: true,
             wr: true,
@@ -207,7 +210,7 @@ impl Worker {
             headers: http1::Headers::with_capacity(6, 128),
         };
         head.headers.append("Content-Type", b"application/json");
-        head.headers.append("Content-Length", body.len().to_string().as_bytes());
+        head.headers.append("Content-Length", super::fmt::decimal(body.len() as u64).as_bytes());
         head.headers.append("X-Request-Id", rid.as_bytes());
         if close {
             head.headers.append("Connection", b"close");

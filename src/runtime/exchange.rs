@@ -172,70 +172,72 @@ impl Worker {
                 ex.continue_owed = expects_continue;
                 let query = head.query().map(str::to_string);
                 let target = upstream.target(&ctx.route_path, query.as_deref());
-                let up_head = self.upstream_head(c.peer, head, target, kind, upstream, &ctx.request_id);
+                let up_head = upstream_head(&c.peer_ip, head, target, kind, upstream, &ctx.request_id);
                 let ex = c.ex.as_mut().expect("exchange");
                 ex.ctx = Some(ctx);
-                let mut bytes = Vec::with_capacity(512);
-                http1::write_request_head(&up_head, &mut bytes);
-                self.send_upstream_head(c, addr, bytes, !has_body && is_idempotent(&up_head.method));
+                let retryable = !has_body && is_idempotent(&up_head.method);
+                self.send_upstream_head(c, addr, &up_head, retryable);
             }
         }
     }
+}
 
-    /// Build the head we send upstream: hop-by-hop fields dropped, framing
-    /// recomputed, forwarding fields added.
-    fn upstream_head(
-        &self,
-        peer: SocketAddr,
-        head: RequestHead,
-        target: String,
-        kind: BodyKind,
-        upstream: &crate::pipeline::HttpUpstream,
-        request_id: &str,
-    ) -> RequestHead {
-        let mut h = head.headers;
-        let client_host = h.get("host").map(|v| v.to_vec());
-        http1::remove_hop_by_hop(&mut h);
-        h.remove("content-length");
-        h.remove("expect");
-        if !upstream.preserve_host || client_host.is_none() {
-            h.set("Host", upstream.host_header.as_bytes());
-        }
-        let ip = peer.ip().to_string();
-        let xff = match h.get("x-forwarded-for") {
-            Some(prev) => {
-                let mut v = prev.to_vec();
-                v.extend_from_slice(b", ");
-                v.extend_from_slice(ip.as_bytes());
-                v
-            }
-            None => ip.into_bytes(),
-        };
-        h.set("X-Forwarded-For", &xff);
-        h.set("X-Forwarded-Proto", b"http");
-        if let Some(host) = client_host {
-            h.set("X-Forwarded-Host", &host);
-        }
-        let via = match h.get("via") {
-            Some(prev) => {
-                let mut v = prev.to_vec();
-                v.extend_from_slice(b", 1.1 harmony");
-                v
-            }
-            None => b"1.1 harmony".to_vec(),
-        };
-        h.set("Via", &via);
-        h.set("X-Request-Id", request_id.as_bytes());
-        match kind {
-            BodyKind::Length(n) => h.append("Content-Length", n.to_string().as_bytes()),
-            BodyKind::Chunked => h.append("Transfer-Encoding", b"chunked"),
-            _ => {}
-        }
-        RequestHead { method: head.method, target, version: Version::Http11, headers: h }
+/// Build the head we send upstream: hop-by-hop fields dropped, framing
+/// recomputed, forwarding fields added.
+fn upstream_head(
+    peer_ip: &str,
+    head: RequestHead,
+    target: String,
+    kind: BodyKind,
+    upstream: &crate::pipeline::HttpUpstream,
+    request_id: &str,
+) -> RequestHead {
+    let mut h = head.headers;
+    let client_host = h.get("host").map(|v| v.to_vec());
+    http1::remove_hop_by_hop(&mut h);
+    h.remove("content-length");
+    h.remove("expect");
+    if !upstream.preserve_host || client_host.is_none() {
+        h.set("Host", upstream.host_header.as_bytes());
     }
+    match h.get("x-forwarded-for") {
+        Some(prev) => {
+            let mut v = prev.to_vec();
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer_ip.as_bytes());
+            h.set("X-Forwarded-For", &v);
+        }
+        None => h.append("X-Forwarded-For", peer_ip.as_bytes()),
+    }
+    h.set("X-Forwarded-Proto", b"http");
+    if let Some(host) = client_host {
+        h.set("X-Forwarded-Host", &host);
+    }
+    append_via(&mut h);
+    h.set("X-Request-Id", request_id.as_bytes());
+    match kind {
+        BodyKind::Length(n) => h.append("Content-Length", super::fmt::decimal(n).as_bytes()),
+        BodyKind::Chunked => h.append("Transfer-Encoding", b"chunked"),
+        _ => {}
+    }
+    RequestHead { method: head.method, target, version: Version::Http11, headers: h }
+}
 
+/// Add our hop to `Via` (RFC 9110 §7.6.3).
+pub(crate) fn append_via(h: &mut Headers) {
+    match h.get("via") {
+        Some(prev) => {
+            let mut v = prev.to_vec();
+            v.extend_from_slice(b", 1.1 harmony");
+            h.set("Via", &v);
+        }
+        None => h.append("Via", b"1.1 harmony"),
+    }
+}
+
+impl Worker {
     /// Attach an upstream connection (pooled or new) and queue the head.
-    pub(crate) fn send_upstream_head(&mut self, c: &mut Client, addr: SocketAddr, bytes: Vec<u8>, retryable: bool) {
+    pub(crate) fn send_upstream_head(&mut self, c: &mut Client, addr: SocketAddr, head: &RequestHead, retryable: bool) {
         let up = match self.pooled_upstream(addr, c.key) {
             Some(up) => Some(up),
             None => match self.new_upstream(addr, c.key) {
@@ -249,10 +251,12 @@ impl Worker {
         let mut up = up.expect("upstream");
         let ex = c.ex.as_mut().expect("exchange");
         ex.up_since = self.now;
+        let out = up.wbuf.vec(&mut self.bufs);
+        let start = out.len();
+        http1::write_request_head(head, out);
         if up.reused && retryable {
-            ex.replay = Some(bytes.clone());
+            ex.replay = Some(out[start..].to_vec());
         }
-        up.wbuf.vec(&mut self.bufs).extend_from_slice(&bytes);
         c.up = Some(up);
     }
 

@@ -22,7 +22,12 @@ impl RequestIds {
         x ^= x >> 27;
         self.state = x;
         let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        format!("{v:016x}")
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(16);
+        for i in (0..16).rev() {
+            s.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
+        }
+        s
     }
 }
 

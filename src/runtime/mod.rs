@@ -5,6 +5,7 @@
 mod buf;
 mod client;
 mod exchange;
+mod fmt;
 mod ids;
 mod listener;
 mod response;

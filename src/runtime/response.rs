@@ -246,7 +246,10 @@ impl Worker {
         // relay them to HTTP/1.1 clients, refuse where the client cannot take them
         let other_codings = other_transfer_codings(&head.headers);
         if !other_codings.is_empty() && !client_11 {
-            self.fail_exchange(c, ProxyError::BadGateway("upstream used a transfer coding an HTTP/1.0 client cannot receive".into()));
+            self.fail_exchange(
+                c,
+                ProxyError::BadGateway("upstream used a transfer coding an HTTP/1.0 client cannot receive".into()),
+            );
             return false;
         }
         let mut h = head.headers;
@@ -264,19 +267,11 @@ impl Worker {
                     c.keep_alive = false;
                 }
             }
-            BodyKind::Length(n) => h.set("Content-Length", n.to_string().as_bytes()),
+            BodyKind::Length(n) => h.set("Content-Length", super::fmt::decimal(n).as_bytes()),
             BodyKind::Empty => {}
         }
         ex.resp_keep_alive = up_keep_alive && !matches!(kind, BodyKind::UntilClose);
-        let via = match h.get("via") {
-            Some(prev) => {
-                let mut v = prev.to_vec();
-                v.extend_from_slice(b", 1.1 harmony");
-                v
-            }
-            None => b"1.1 harmony".to_vec(),
-        };
-        h.set("Via", &via);
+        super::exchange::append_via(&mut h);
         if !h.contains("x-request-id") {
             h.append("X-Request-Id", ex.request_id.as_bytes());
         }
@@ -318,7 +313,7 @@ impl Worker {
         let mut h = r.headers;
         let bodiless = r.status < 200 || r.status == 204 || r.status == 304;
         if !bodiless {
-            h.set("Content-Length", r.body.len().to_string().as_bytes());
+            h.set("Content-Length", super::fmt::decimal(r.body.len() as u64).as_bytes());
         }
         if !h.contains("x-request-id") {
             h.append("X-Request-Id", ex.request_id.as_bytes());

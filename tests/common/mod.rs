@@ -62,10 +62,7 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let path = std::env::temp_dir().join(format!(
             "harmony-test-{}-{}-{}-{}",
             tag,
@@ -138,11 +135,7 @@ bind_port = {port}
 /// backend option text (inserted into the backend's inline table).
 pub fn api_pipeline(base_url: &str, middleware: &[&str], backend_extra: &str) -> String {
     let mw: Vec<String> = middleware.iter().map(|m| format!("\"{m}\"")).collect();
-    let mw_line = if mw.is_empty() {
-        String::new()
-    } else {
-        format!("middleware = [{}]\n", mw.join(", "))
-    };
+    let mw_line = if mw.is_empty() { String::new() } else { format!("middleware = [{}]\n", mw.join(", ")) };
     // A 2 s response timeout unless the caller picks its own.
     let mut extra = String::new();
     if !backend_extra.contains("timeout_ms") {
@@ -226,13 +219,7 @@ impl Harmony {
             .stderr(Stdio::from(err))
             .spawn()
             .expect("spawn harmony");
-        Harmony {
-            child,
-            port,
-            stderr_path,
-            config: cfg.to_path_buf(),
-            _dir: None,
-        }
+        Harmony { child, port, stderr_path, config: cfg.to_path_buf(), _dir: None }
     }
 
     pub fn pid(&self) -> u32 {
@@ -243,10 +230,7 @@ impl Harmony {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "harmony exited during start-up ({status}); stderr:\n{}",
-                    self.stderr()
-                );
+                panic!("harmony exited during start-up ({status}); stderr:\n{}", self.stderr());
             }
             if port_open(self.port) {
                 return;
@@ -309,11 +293,7 @@ impl Drop for Harmony {
             }
         }
         if thread::panicking() {
-            eprintln!(
-                "---- harmony stderr ({}) ----\n{}",
-                self.stderr_path.display(),
-                self.stderr()
-            );
+            eprintln!("---- harmony stderr ({}) ----\n{}", self.stderr_path.display(), self.stderr());
         }
     }
 }
@@ -366,11 +346,7 @@ pub fn run_harmony(args: &[&str], within: Duration) -> (ExitStatus, String, Stri
             );
         }
     };
-    (
-        status,
-        fs::read_to_string(&out_p).unwrap_or_default(),
-        fs::read_to_string(&err_p).unwrap_or_default(),
-    )
+    (status, fs::read_to_string(&out_p).unwrap_or_default(), fs::read_to_string(&err_p).unwrap_or_default())
 }
 
 // ---------------------------------------------------------------- RSS
@@ -388,12 +364,7 @@ pub fn peak_rss_kb(pid: u32) -> Option<u64> {
 
 fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    s.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 // ---------------------------------------------------------------- raw client
@@ -419,11 +390,7 @@ impl Response {
 
     /// All values of header `name`.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
 
     pub fn trailer(&self, name: &str) -> Option<&str> {
@@ -448,18 +415,13 @@ impl Response {
         for key in ["error", "detail", "request_id"] {
             assert!(v.get(key).is_some(), "error body lacks {key:?}: {v}");
         }
-        assert!(
-            v["error"].is_string() && !v["error"].as_str().unwrap().is_empty(),
-            "{v}"
-        );
+        assert!(v["error"].is_string() && !v["error"].as_str().unwrap().is_empty(), "{v}");
         v
     }
 }
 
 pub fn find_header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    h.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 /// One client connection that writes raw bytes and reads responses with the
@@ -475,10 +437,7 @@ impl Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Conn {
-            reader: BufReader::with_capacity(64 * 1024, stream.try_clone().unwrap()),
-            stream,
-        }
+        Conn { reader: BufReader::with_capacity(64 * 1024, stream.try_clone().unwrap()), stream }
     }
 
     pub fn send(&mut self, bytes: &[u8]) -> &mut Self {
@@ -518,21 +477,12 @@ impl Conn {
         let line = first.trim_end_matches(['\r', '\n']);
         let mut parts = line.splitn(3, ' ');
         let version = parts.next().unwrap_or("").to_string();
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let status: u16 =
+            parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
         let reason = parts.next().unwrap_or("").to_string();
         assert!(version.starts_with("HTTP/1."), "bad status line {line:?}");
         let headers = self.read_fields();
-        Response {
-            version,
-            status,
-            reason,
-            headers,
-            framing: "none",
-            ..Default::default()
-        }
+        Response { version, status, reason, headers, framing: "none", ..Default::default() }
     }
 
     fn read_fields(&mut self) -> Vec<(String, String)> {
@@ -545,39 +495,26 @@ impl Conn {
             if l.is_empty() {
                 return headers;
             }
-            let (name, value) = l
-                .split_once(':')
-                .unwrap_or_else(|| panic!("bad field {l:?}"));
+            let (name, value) = l.split_once(':').unwrap_or_else(|| panic!("bad field {l:?}"));
             headers.push((name.to_string(), value.trim().to_string()));
         }
     }
 
     /// Read one response, handing body bytes to `sink` as they arrive (so a
     /// 64 MiB body need not be held in memory).
-    pub fn read_response_with(
-        &mut self,
-        head_request: bool,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Response {
+    pub fn read_response_with(&mut self, head_request: bool, sink: &mut dyn FnMut(&[u8])) -> Response {
         let mut r = self.read_head();
         self.read_body_with(&mut r, head_request, sink);
         r
     }
 
     /// Read the body belonging to the head `r` (from `read_head`).
-    pub fn read_body_with(
-        &mut self,
-        r: &mut Response,
-        head_request: bool,
-        sink: &mut dyn FnMut(&[u8]),
-    ) {
+    pub fn read_body_with(&mut self, r: &mut Response, head_request: bool, sink: &mut dyn FnMut(&[u8])) {
         if head_request || r.status < 200 || r.status == 204 || r.status == 304 {
             r.framing = "none";
             return;
         }
-        let te = r
-            .header("transfer-encoding")
-            .map(|s| s.to_ascii_lowercase());
+        let te = r.header("transfer-encoding").map(|s| s.to_ascii_lowercase());
         if te.as_deref().map_or(false, |t| t.ends_with("chunked")) {
             r.framing = "chunked";
             loop {
@@ -586,8 +523,7 @@ impl Conn {
                 assert!(n > 0, "connection closed inside chunked body");
                 let size_s = l.trim_end_matches(['\r', '\n']);
                 let size_s = size_s.split(';').next().unwrap().trim();
-                let size = usize::from_str_radix(size_s, 16)
-                    .unwrap_or_else(|_| panic!("bad chunk size line {l:?}"));
+                let size = usize::from_str_radix(size_s, 16).unwrap_or_else(|_| panic!("bad chunk size line {l:?}"));
                 if size == 0 {
                     r.trailers = self.read_fields();
                     return;
@@ -599,10 +535,7 @@ impl Conn {
             }
         } else if let Some(cl) = r.header("content-length").map(str::to_string) {
             r.framing = "length";
-            let n: u64 = cl
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("bad Content-Length {cl:?}"));
+            let n: u64 = cl.trim().parse().unwrap_or_else(|_| panic!("bad Content-Length {cl:?}"));
             self.copy_exact(n, sink);
         } else {
             r.framing = "close";
@@ -636,10 +569,7 @@ impl Conn {
         let r = match self.reader.read(&mut b) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-            ),
+            Err(e) => matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted),
         };
         self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         r
@@ -655,9 +585,9 @@ pub fn request_bytes(method: &str, target: &str, headers: &[(&str, &str)], body:
     for (n, v) in headers {
         out.push_str(&format!("{n}: {v}\r\n"));
     }
-    let has_len = headers.iter().any(|(n, _)| {
-        n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
-    });
+    let has_len = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding"));
     if !has_len && (!body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH")) {
         out.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
@@ -668,13 +598,7 @@ pub fn request_bytes(method: &str, target: &str, headers: &[(&str, &str)], body:
 }
 
 /// One request on a fresh connection.
-pub fn request(
-    port: u16,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
+pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut c = Conn::connect(port);
     c.send(&request_bytes(method, target, headers, body));
     c.read_final(method == "HEAD")
@@ -704,12 +628,7 @@ pub fn chunked(body: &[u8], chunk: usize, trailers: &[(&str, &str)]) -> Vec<u8> 
 
 /// True if the `curl` binary is on PATH (tests/run.sh installs it).
 pub fn have_curl() -> bool {
-    Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
+    Command::new("curl").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
 /// Run curl with a hard time limit; returns (status, stdout, stderr).
@@ -720,11 +639,7 @@ pub fn curl(args: &[&str]) -> (ExitStatus, Vec<u8>, String) {
         .stdin(Stdio::null())
         .output()
         .expect("run curl (install it: apt-get install -y curl)");
-    (
-        out.status,
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status, out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 // ---------------------------------------------------------------- data

@@ -149,12 +149,7 @@ fn read_head(r: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
     let target = p.next().unwrap_or("").to_string();
     let version = p.next().unwrap_or("").to_string();
     let headers = read_fields(r)?;
-    Ok(Some(Head {
-        method,
-        target,
-        version,
-        headers,
-    }))
+    Ok(Some(Head { method, target, version, headers }))
 }
 
 fn read_fields(r: &mut BufReader<TcpStream>) -> io::Result<Vec<(String, String)>> {
@@ -185,19 +180,9 @@ struct Body {
 
 impl Body {
     fn for_head(h: &Head) -> Body {
-        let chunked = h
-            .header("transfer-encoding")
-            .map_or(false, |t| t.to_ascii_lowercase().contains("chunked"));
-        let len = h
-            .header("content-length")
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        Body {
-            chunked,
-            left: if chunked { 0 } else { len },
-            done: !chunked && len == 0,
-            trailers: vec![],
-        }
+        let chunked = h.header("transfer-encoding").map_or(false, |t| t.to_ascii_lowercase().contains("chunked"));
+        let len = h.header("content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        Body { chunked, left: if chunked { 0 } else { len }, done: !chunked && len == 0, trailers: vec![] }
     }
 
     /// Next piece of body into `buf`; 0 at the end.
@@ -248,9 +233,7 @@ impl Body {
             }
             fnv.update(&buf[..n]);
             total += n as u64;
-            stats
-                .body_bytes_received
-                .fetch_add(n as u64, Ordering::SeqCst);
+            stats.body_bytes_received.fetch_add(n as u64, Ordering::SeqCst);
         }
     }
 }
@@ -270,10 +253,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn head_bytes(status: u16, port: u16, extra: &[(&str, String)]) -> Vec<u8> {
-    let mut s = format!(
-        "HTTP/1.1 {status} {}\r\nServer: test-origin\r\nX-Origin-Port: {port}\r\n",
-        reason(status)
-    );
+    let mut s = format!("HTTP/1.1 {status} {}\r\nServer: test-origin\r\nX-Origin-Port: {port}\r\n", reason(status));
     for (n, v) in extra {
         s.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -289,9 +269,7 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
     while let Some(h) = read_head(&mut r)? {
         stats.requests.fetch_add(1, Ordering::SeqCst);
         stats.targets.lock().unwrap().push(h.target.clone());
-        if h.header("expect")
-            .map_or(false, |e| e.eq_ignore_ascii_case("100-continue"))
-        {
+        if h.header("expect").map_or(false, |e| e.eq_ignore_ascii_case("100-continue")) {
             w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         let mut body = Body::for_head(&h);
@@ -310,14 +288,8 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
             }
             "/close" => {
                 body.drain(&mut r, stats)?;
-                let mut out = head_bytes(
-                    200,
-                    port,
-                    &[
-                        ("Content-Type", "text/plain".into()),
-                        ("Connection", "close".into()),
-                    ],
-                );
+                let mut out =
+                    head_bytes(200, port, &[("Content-Type", "text/plain".into()), ("Connection", "close".into())]);
                 out.extend_from_slice(b"close-delimited body\nsecond line\n");
                 w.write_all(&out)?;
                 return Ok(());
@@ -335,9 +307,7 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
                 );
                 if !is_head {
                     for piece in ["hello ", "chunked ", "world", "!"] {
-                        out.extend_from_slice(
-                            format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes(),
-                        );
+                        out.extend_from_slice(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes());
                     }
                     out.extend_from_slice(b"0\r\nX-Trailer: done\r\n\r\n");
                 }
@@ -353,21 +323,14 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
             }
             "/big" => {
                 body.drain(&mut r, stats)?;
-                let n: u64 = h
-                    .query("bytes")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1 << 20);
+                let n: u64 = h.query("bytes").and_then(|v| v.parse().ok()).unwrap_or(1 << 20);
                 let chunked = h.query("chunked") == Some("1");
                 let framing = if chunked {
                     ("Transfer-Encoding", "chunked".to_string())
                 } else {
                     ("Content-Length", n.to_string())
                 };
-                w.write_all(&head_bytes(
-                    200,
-                    port,
-                    &[("Content-Type", "application/octet-stream".into()), framing],
-                ))?;
+                w.write_all(&head_bytes(200, port, &[("Content-Type", "application/octet-stream".into()), framing]))?;
                 if !is_head {
                     send_pattern(&mut w, n, chunked, stats)?;
                 }
@@ -375,11 +338,8 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
             "/echo-body" => echo_body(&h, &mut body, &mut r, &mut w, port, stats)?,
             "/count" => {
                 let (bytes, fnv) = body.drain(&mut r, stats)?;
-                let trailers: serde_json::Map<String, serde_json::Value> = body
-                    .trailers
-                    .iter()
-                    .map(|(n, v)| (n.to_ascii_lowercase(), v.clone().into()))
-                    .collect();
+                let trailers: serde_json::Map<String, serde_json::Value> =
+                    body.trailers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone().into())).collect();
                 let v = serde_json::json!({ "bytes": bytes, "fnv": format!("{fnv:016x}"), "trailers": trailers });
                 send_json(&mut w, port, 200, &v, is_head)?;
             }
@@ -390,8 +350,7 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
                     w.write_all(&head_bytes(status, port, &[]))?;
                 } else {
                     let text = format!("status {status}\n");
-                    let mut out =
-                        head_bytes(status, port, &[("Content-Length", text.len().to_string())]);
+                    let mut out = head_bytes(status, port, &[("Content-Length", text.len().to_string())]);
                     if !is_head {
                         out.extend_from_slice(text.as_bytes());
                     }
@@ -400,11 +359,7 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
             }
             _ => {
                 let (bytes, _) = body.drain(&mut r, stats)?;
-                let headers: Vec<[String; 2]> = h
-                    .headers
-                    .iter()
-                    .map(|(n, v)| [n.clone(), v.clone()])
-                    .collect();
+                let headers: Vec<[String; 2]> = h.headers.iter().map(|(n, v)| [n.clone(), v.clone()]).collect();
                 let v = serde_json::json!({
                     "method": h.method, "target": h.target, "version": h.version,
                     "headers": headers, "body_bytes": bytes, "port": port,
@@ -419,21 +374,12 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
     Ok(())
 }
 
-fn send_json(
-    w: &mut TcpStream,
-    port: u16,
-    status: u16,
-    v: &serde_json::Value,
-    is_head: bool,
-) -> io::Result<()> {
+fn send_json(w: &mut TcpStream, port: u16, status: u16, v: &serde_json::Value, is_head: bool) -> io::Result<()> {
     let body = serde_json::to_vec(v).unwrap();
     let mut out = head_bytes(
         status,
         port,
-        &[
-            ("Content-Type", "application/json".into()),
-            ("Content-Length", body.len().to_string()),
-        ],
+        &[("Content-Type", "application/json".into()), ("Content-Length", body.len().to_string())],
     );
     if !is_head {
         out.extend_from_slice(&body);
@@ -457,9 +403,7 @@ fn send_pattern(w: &mut TcpStream, n: u64, chunked: bool, stats: &Stats) -> io::
             w.write_all(&buf[..len])?;
         }
         off += len as u64;
-        stats
-            .body_bytes_sent
-            .fetch_add(len as u64, Ordering::SeqCst);
+        stats.body_bytes_sent.fetch_add(len as u64, Ordering::SeqCst);
     }
     if chunked {
         w.write_all(b"0\r\n\r\n")?;
@@ -477,10 +421,7 @@ fn echo_body(
     port: u16,
     stats: &Stats,
 ) -> io::Result<()> {
-    let ct = h
-        .header("content-type")
-        .unwrap_or("application/octet-stream")
-        .to_string();
+    let ct = h.header("content-type").unwrap_or("application/octet-stream").to_string();
     let framing = if body.chunked {
         ("Transfer-Encoding", "chunked".to_string())
     } else {
@@ -493,9 +434,7 @@ fn echo_body(
         if n == 0 {
             break;
         }
-        stats
-            .body_bytes_received
-            .fetch_add(n as u64, Ordering::SeqCst);
+        stats.body_bytes_received.fetch_add(n as u64, Ordering::SeqCst);
         if body.chunked {
             w.write_all(format!("{n:x}\r\n").as_bytes())?;
             w.write_all(&buf[..n])?;

@@ -188,8 +188,9 @@ fn map_httparse(e: httparse::Error) -> Error {
 
 /// Copy httparse's borrowed fields into one `Headers` (two allocations).
 pub(crate) fn collect_headers(fields: &[httparse::Header<'_>]) -> Headers {
-    let bytes = fields.iter().map(|h| h.name.len() + h.value.len()).sum();
-    let mut headers = Headers::with_capacity(fields.len(), bytes);
+    let bytes: usize = fields.iter().map(|h| h.name.len() + h.value.len()).sum();
+    // slack so a proxy can add its usual fields without reallocating
+    let mut headers = Headers::with_capacity(fields.len() + 8, bytes + 256);
     for h in fields {
         headers.append(h.name, trim_ows(h.value));
     }
