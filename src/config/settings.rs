@@ -216,6 +216,12 @@ pub(crate) fn management(
     t.uint(cx, "poll_interval_secs", 5, 3600);
     t.str(cx, "cloud_api_base_url");
     let enabled = t.bool(cx, "enabled").unwrap_or(false);
+    if enabled {
+        // accepting it would mean an operator believes an API is up that is not
+        if let Some(v) = t.get("enabled") {
+            v.err(cx, "the management API is not available in this build yet (set enabled = false)");
+        }
+    }
     let mut network = String::new();
     match t.get("network") {
         Some(v) => {
