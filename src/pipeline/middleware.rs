@@ -65,11 +65,22 @@ fn pattern_matches(pattern: &str, path: &str) -> bool {
     }
 }
 
+/// The path with every segment's ";params" removed.
+fn strip_params(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(';') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let segs: Vec<&str> = path.split('/').map(|seg| seg.split(';').next().unwrap_or("")).collect();
+    std::borrow::Cow::Owned(segs.join("/"))
+}
+
 impl Middleware {
     pub fn on_request(&self, req: &mut RequestHead, ctx: &mut Ctx) -> Flow {
         match self {
             Middleware::PathFilter { allow, deny, status } => {
-                let path = ctx.route_path.as_str();
+                // match without ";params" (Tomcat/Spring strip them: "/secret;x" is "/secret")
+                let stripped = strip_params(&ctx.route_path);
+                let path = stripped.as_ref();
                 if deny.iter().any(|p| pattern_matches(p, path)) {
                     return Flow::Respond(LocalResponse::json_error(
                         403,
@@ -156,6 +167,10 @@ mod tests {
         match m.on_request(&mut req(), &mut ctx("/Patient/secret")) {
             Flow::Respond(r) => assert_eq!(r.status, 403),
             _ => panic!("expected 403"),
+        }
+        match m.on_request(&mut req(), &mut ctx("/Patient/secret;jsessionid=1")) {
+            Flow::Respond(r) => assert_eq!(r.status, 403),
+            _ => panic!("expected 403 with path params"),
         }
     }
 

@@ -115,10 +115,8 @@ impl Worker {
         c.ex = Some(ex);
 
         // route on the normalised path
-        let path = if head.target.starts_with('/')
-            || head.target.starts_with("http://")
-            || head.target.starts_with("https://")
-        {
+        let authority = absolute_form_authority(&head.target).map(str::to_string);
+        let path = if head.target.starts_with('/') || authority.is_some() {
             head.path().to_string()
         } else {
             return self.fail_exchange(
@@ -129,13 +127,20 @@ impl Worker {
         let Some(norm) = normalize_path(&path) else {
             return self.fail_exchange(
                 c,
-                ProxyError::BadRequest { status: 400, detail: "ambiguous percent-encoding in path".into() },
+                ProxyError::BadRequest {
+                    status: 400,
+                    detail: "ambiguous or malformed percent-encoding in path".into(),
+                },
             );
         };
         let Some(m) = gen.route(c.net, &norm) else {
             return self.fail_exchange(c, ProxyError::NoRoute);
         };
         let route_path = crate::pipeline::route_path(&norm, &m).to_string();
+        if let Some(a) = authority {
+            // RFC 9112 §3.2.2: the target's authority replaces any Host field
+            head.headers.set("Host", a.as_bytes());
+        }
         let ex = c.ex.as_mut().expect("exchange just set");
         let mut ctx = Ctx {
             request_id: ex.request_id.clone(),
@@ -221,6 +226,18 @@ fn upstream_head(
         _ => {}
     }
     RequestHead { method: head.method, target, version: Version::Http11, headers: h }
+}
+
+/// The authority of an absolute-form target (`http://host:port/...`, scheme
+/// case-insensitive), or None for origin-form.
+fn absolute_form_authority(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    (!authority.is_empty() && !authority.contains('@')).then_some(authority)
 }
 
 /// Add our hop to `Via` (RFC 9110 §7.6.3).

@@ -562,6 +562,15 @@ impl Conn {
         }
     }
 
+    /// True if nothing at all arrives within `within` (no byte, no EOF): the
+    /// request is not being served. A failure guard, not a timing claim.
+    pub fn silent_for(&mut self, within: Duration) -> bool {
+        self.stream.set_read_timeout(Some(within)).unwrap();
+        let r = self.reader.fill_buf().map(|b| b.len());
+        self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        matches!(r, Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+
     /// True if the peer closed (EOF or reset) within `within`.
     pub fn closed_within(&mut self, within: Duration) -> bool {
         self.stream.set_read_timeout(Some(within)).unwrap();

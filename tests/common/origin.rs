@@ -16,6 +16,12 @@
 //! - `/garbage`        writes "NOT HTTP\r\n\r\n" and closes
 //! - `/bad-head`       a malformed head (Content-Length: abc)
 //! - `/status/N`       status N with a short body
+//! - `/idle-close?ms=N` answers like `/headers` (keep-alive), then closes the
+//!                     connection if no next request arrives within N ms
+//!                     (counted in `Stats::idle_closes`)
+//! - `/drop-next`      answers like `/headers` (keep-alive), then reads the next
+//!                     request on that connection and closes without answering
+//!                     (a stale keep-alive connection; counted in `Stats::dropped`)
 //! - anything else     (and `/headers`) the request head as JSON:
 //!                     {"method","target","version","headers":[[n,v],..],"body_bytes","port"}
 //! Every answer carries `Server: test-origin` and `X-Origin-Port: <port>`.
@@ -41,6 +47,10 @@ pub struct Stats {
     pub body_bytes_received: AtomicU64,
     /// Request targets in arrival order.
     pub targets: Mutex<Vec<String>>,
+    /// Connections closed by `/idle-close` while idle.
+    pub idle_closes: AtomicUsize,
+    /// Requests read and dropped unanswered after `/drop-next`.
+    pub dropped: AtomicUsize,
 }
 
 pub struct Origin {
@@ -90,6 +100,14 @@ impl Origin {
 
     pub fn targets(&self) -> Vec<String> {
         self.stats.targets.lock().unwrap().clone()
+    }
+
+    pub fn idle_closes(&self) -> usize {
+        self.stats.idle_closes.load(Ordering::SeqCst)
+    }
+
+    pub fn dropped(&self) -> usize {
+        self.stats.dropped.load(Ordering::SeqCst)
     }
 }
 
@@ -266,9 +284,37 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::with_capacity(64 * 1024, stream);
-    while let Some(h) = read_head(&mut r)? {
+    // Set by `/idle-close` and `/drop-next` for the next request on this connection.
+    let mut idle_close: Option<Duration> = None;
+    let mut drop_next = false;
+    loop {
+        if let Some(d) = idle_close {
+            r.get_ref().set_read_timeout(Some(d.max(Duration::from_millis(1))))?;
+        }
+        let h = match read_head(&mut r) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(()),
+            Err(e)
+                if idle_close.is_some() && matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                // Idle for too long: close the keep-alive connection (FIN).
+                let _ = w.shutdown(std::net::Shutdown::Both);
+                stats.idle_closes.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if idle_close.take().is_some() {
+            r.get_ref().set_read_timeout(Some(Duration::from_secs(60)))?;
+        }
         stats.requests.fetch_add(1, Ordering::SeqCst);
         stats.targets.lock().unwrap().push(h.target.clone());
+        if drop_next {
+            // The whole head was read, so closing sends a FIN, not a reset.
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            stats.dropped.fetch_add(1, Ordering::SeqCst);
+            return Ok(());
+        }
         if h.header("expect").map_or(false, |e| e.eq_ignore_ascii_case("100-continue")) {
             w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
@@ -370,8 +416,14 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
         if !h.keep_alive() {
             return Ok(());
         }
+        match path.as_str() {
+            "/idle-close" => {
+                idle_close = Some(Duration::from_millis(h.query("ms").and_then(|v| v.parse().ok()).unwrap_or(100)))
+            }
+            "/drop-next" => drop_next = true,
+            _ => {}
+        }
     }
-    Ok(())
 }
 
 fn send_json(w: &mut TcpStream, port: u16, status: u16, v: &serde_json::Value, is_head: bool) -> io::Result<()> {
