@@ -4,5 +4,6 @@
 pub mod base64;
 pub mod config;
 pub mod logging;
+pub mod lua;
 pub mod pipeline;
 pub mod runtime;

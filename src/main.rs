@@ -68,6 +68,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(errors) = harmony::runtime::check_lua(&gen) {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        eprintln!("harmony: {} script error(s)", errors.len());
+        return ExitCode::from(1);
+    }
     if args.check {
         println!(
             "configuration OK: {} ({} file(s), {} pipeline(s))",

@@ -84,7 +84,7 @@ pub(crate) fn build(cx: &mut Ctx, main: Doc<'_, '_>, pipes: &[Doc<'_, '_>], synt
     }
     let middleware_items = collect(cx, &roots, "middleware");
     for (name, v) in &middleware_items {
-        if let Some(m) = middleware(cx, name, v) {
+        if let Some(m) = middleware(cx, name, v, &config.proxy.scripts_path) {
             config.middleware.insert(name.clone(), m);
         }
     }

@@ -14,10 +14,10 @@ pub(crate) const BACKEND_SERVICES: &[&str] = &["http", "fhir", "echo"];
 /// Harmony services this build knows but does not provide yet.
 pub(crate) const UNSUPPORTED_SERVICES: &[&str] = &["dicom", "dicomweb", "jmix", "management"];
 /// Middleware types of this build.
-pub(crate) const MIDDLEWARE_TYPES: &[&str] = &["path_filter", "headers"];
+pub(crate) const MIDDLEWARE_TYPES: &[&str] = &["path_filter", "headers", "lua"];
 /// Harmony (or planned) middleware types not available yet.
 pub(crate) const UNSUPPORTED_MIDDLEWARE: &[&str] =
-    &["lua", "jwt_auth", "jwtauth", "basic_auth", "auth_sidecar", "transform", "policies"];
+    &["jwt_auth", "jwtauth", "basic_auth", "auth_sidecar", "transform", "policies"];
 
 /// Harmony keys of endpoints/backends/middleware we do not implement and
 /// that would change behaviour if ignored.

@@ -5,9 +5,11 @@ use super::items::{MIDDLEWARE_TYPES, UNSUPPORTED_MIDDLEWARE};
 use super::model::{Middleware, MiddlewareKind};
 use super::source::Ctx;
 use super::value::{Tbl, Val};
+use std::path::{Component, Path};
+use toml::de::DeValue;
 
 /// `[middleware.NAME]`.
-pub(crate) fn middleware(cx: &mut Ctx, name: &str, v: &Val<'_, '_>) -> Option<Middleware> {
+pub(crate) fn middleware(cx: &mut Ctx, name: &str, v: &Val<'_, '_>, scripts_path: &Path) -> Option<Middleware> {
     let t = v.table(cx)?;
     t.check_keys(cx, &["id", "type", "options"], &["authentication"]);
     t.str(cx, "id");
@@ -17,6 +19,7 @@ pub(crate) fn middleware(cx: &mut Ctx, name: &str, v: &Val<'_, '_>) -> Option<Mi
     let kind = match kind {
         "path_filter" => path_filter(cx, &t, options.as_ref())?,
         "headers" => headers(cx, options.as_ref())?,
+        "lua" => lua(cx, &t, options.as_ref(), scripts_path)?,
         k if UNSUPPORTED_MIDDLEWARE.contains(&k) => {
             kv.err(cx, format!("middleware type '{k}' is not supported by this build yet"));
             return None;
@@ -151,4 +154,64 @@ fn check_name(cx: &mut Ctx, v: &Val<'_, '_>, name: &str) -> bool {
         return false;
     }
     true
+}
+
+/// `lua`: `script` (required, relative to `proxy.scripts_path`, must exist
+/// inside it), `on_error` ("fail" | "continue"); every option goes to `init`.
+fn lua(cx: &mut Ctx, t: &Tbl<'_, '_>, o: Option<&Tbl<'_, '_>>, scripts_path: &Path) -> Option<MiddlewareKind> {
+    let Some(o) = o else {
+        t.missing(cx, "options", "lua middleware needs options.script");
+        return None;
+    };
+    let before = cx.errors.len();
+    let mut script = None;
+    match o.get("script") {
+        None => o.missing(cx, "script", "lua middleware needs a script (relative to proxy.scripts_path)"),
+        Some(sv) => {
+            if let Some(s) = sv.str(cx) {
+                let rel = Path::new(s);
+                if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+                    sv.err(cx, format!("script '{s}' must be a relative path inside proxy.scripts_path (no '..')"));
+                } else {
+                    let path = scripts_path.join(rel);
+                    if path.is_file() {
+                        script = Some(path);
+                    } else {
+                        sv.err(cx, format!("script not found: {}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    let mut continue_on_error = false;
+    if let Some(ev) = o.get("on_error") {
+        match ev.str(cx) {
+            Some("fail") => {}
+            Some("continue") => continue_on_error = true,
+            Some(other) => ev.err(cx, format!("on_error must be \"fail\" or \"continue\", not '{other}'")),
+            None => {}
+        }
+    }
+    let options = to_json(&DeValue::Table(o.t.clone()));
+    (cx.errors.len() == before).then(|| MiddlewareKind::Lua {
+        script: script.expect("checked"),
+        options,
+        continue_on_error,
+    })
+}
+
+/// A TOML value as JSON (what a script's `init(opts)` receives).
+fn to_json(v: &DeValue<'_>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        DeValue::String(s) => J::String(s.to_string()),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).map(J::from).unwrap_or(J::Null),
+        DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok().map(J::from).unwrap_or(J::Null),
+        DeValue::Boolean(b) => J::Bool(*b),
+        DeValue::Datetime(d) => J::String(d.to_string()),
+        DeValue::Array(a) => J::Array(a.iter().map(|x| to_json(x.get_ref())).collect()),
+        DeValue::Table(t) => {
+            J::Object(t.iter().map(|(k, x)| (k.get_ref().to_string(), to_json(x.get_ref()))).collect())
+        }
+    }
 }

@@ -75,6 +75,12 @@ pub struct ProxySettings {
     pub upstream_pool_size: usize,
     /// `proxy.drain_timeout_ms`: on SIGTERM, wait this long for in-flight work, default 30_000.
     pub drain_timeout_ms: u64,
+    /// `proxy.lua_max_instructions`: VM instructions one Lua hook call may run, default 1_000_000.
+    pub lua_max_instructions: u64,
+    /// `proxy.lua_memory_bytes`: memory one Lua state (per worker) may hold, default 32 MiB.
+    pub lua_memory_bytes: usize,
+    /// `proxy.lua_cache_entries`: entries in each worker's `harmony.cache`, default 10_000.
+    pub lua_cache_entries: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +161,10 @@ pub enum MiddlewareKind {
     /// type = "headers": `options.request_set`, `options.request_remove`,
     /// `options.response_set`, `options.response_remove`
     /// (set = table name → string value; remove = array of names).
+    /// type = "lua": `options.script` (relative to `proxy.scripts_path`,
+    /// resolved here), `options.on_error` ("fail" | "continue"); the whole
+    /// options table is handed to the script's `init(opts)`.
+    Lua { script: PathBuf, options: serde_json::Value, continue_on_error: bool },
     Headers {
         request_set: Vec<(String, String)>,
         request_remove: Vec<String>,

@@ -28,6 +28,9 @@ const NUMERIC: &[(&str, u64, u64)] = &[
     ("upstream_idle_timeout_ms", 1, DAY_MS),
     ("upstream_pool_size", 0, 100_000),
     ("drain_timeout_ms", 1, DAY_MS),
+    ("lua_max_instructions", 1_000, 100_000_000_000),
+    ("lua_memory_bytes", 1 << 20, 1 << 36),
+    ("lua_cache_entries", 1, 100_000_000),
 ];
 
 /// Harmony keys accepted with no effect yet.
@@ -54,6 +57,9 @@ pub(crate) fn proxy(cx: &mut Ctx, main: &Source, t: Option<&Tbl<'_, '_>>) -> Pro
         upstream_idle_timeout_ms: 30_000,
         upstream_pool_size: 64,
         drain_timeout_ms: 30_000,
+        lua_max_instructions: 1_000_000,
+        lua_memory_bytes: 32 << 20,
+        lua_cache_entries: 10_000,
     };
     let Some(t) = t else { return p };
     let mut known = vec!["id", "log_level", "pipelines_path", "scripts_path"];
@@ -109,6 +115,9 @@ pub(crate) fn proxy(cx: &mut Ctx, main: &Source, t: Option<&Tbl<'_, '_>>) -> Pro
             "upstream_idle_timeout_ms" => p.upstream_idle_timeout_ms = n,
             "upstream_pool_size" => p.upstream_pool_size = us,
             "drain_timeout_ms" => p.drain_timeout_ms = n,
+            "lua_max_instructions" => p.lua_max_instructions = n,
+            "lua_memory_bytes" => p.lua_memory_bytes = us,
+            "lua_cache_entries" => p.lua_cache_entries = us,
             _ => unreachable!("NUMERIC lists only the fields above"),
         }
     }

@@ -6,6 +6,7 @@ use super::backend::{Backend, HttpUpstream};
 use super::middleware::Middleware;
 use super::router::{match_route, sort_routes, Route, RouteMatch};
 use crate::config::{BackendKind, Config, EndpointKind, MiddlewareKind};
+use crate::lua::{LuaLimits, StageSpec};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -52,6 +53,17 @@ pub struct Generation {
     pub endpoints: Vec<String>,
     pub middleware: Vec<(String, Middleware)>,
     pub backends: Vec<(String, Backend)>,
+    /// Every `lua` middleware, for the per-worker Lua hosts.
+    pub lua_stages: Vec<StageSpec>,
+    pub lua: LuaSettings,
+}
+
+/// What a worker needs to build its Lua host.
+#[derive(Debug, Clone)]
+pub struct LuaSettings {
+    pub scripts_path: std::path::PathBuf,
+    pub limits: LuaLimits,
+    pub cache_entries: usize,
 }
 
 impl Generation {
@@ -79,11 +91,16 @@ impl Generation {
             access_log: cfg.logging.access_log,
         };
 
+        let mut lua_specs = Vec::new();
         let middleware: Vec<(String, Middleware)> = cfg
             .middleware
             .values()
             .map(|m| {
                 let mw = match &m.kind {
+                    MiddlewareKind::Lua { script, options, continue_on_error } => {
+                        lua_specs.push((m.name.clone(), script.clone(), options.clone(), *continue_on_error));
+                        Middleware::Lua
+                    }
                     MiddlewareKind::PathFilter { allow, deny, status } => {
                         Middleware::PathFilter { allow: allow.clone(), deny: deny.clone(), status: *status }
                     }
@@ -108,6 +125,16 @@ impl Generation {
                     BackendKind::Echo => Backend::Echo,
                 };
                 (b.name.clone(), be)
+            })
+            .collect();
+        let lua_stages: Vec<StageSpec> = lua_specs
+            .into_iter()
+            .map(|(name, script, options, continue_on_error)| StageSpec {
+                mw: middleware.iter().position(|(n, _)| *n == name).unwrap_or(usize::MAX),
+                name,
+                script,
+                options,
+                continue_on_error,
             })
             .collect();
         let endpoints: Vec<String> = cfg.endpoints.keys().cloned().collect();
@@ -144,7 +171,12 @@ impl Generation {
         for n in &mut networks {
             sort_routes(&mut n.routes);
         }
-        Ok(Generation { id, settings, networks, pipelines, endpoints, middleware, backends })
+        let lua = LuaSettings {
+            scripts_path: p.scripts_path.clone(),
+            limits: LuaLimits { instructions: p.lua_max_instructions, memory: p.lua_memory_bytes },
+            cache_entries: p.lua_cache_entries,
+        };
+        Ok(Generation { id, settings, networks, pipelines, endpoints, middleware, backends, lua_stages, lua })
     }
 
     /// Route a normalised path arriving on network `net`.

@@ -2,7 +2,7 @@
 //! early; response side runs in reverse order over every response the
 //! pipeline produces (upstream, local, or error).
 
-use http1::{Headers, RequestHead, ResponseHead};
+use http1::Headers;
 use std::net::SocketAddr;
 
 /// Per-request context shared by every stage.
@@ -45,6 +45,8 @@ pub enum Flow {
 
 #[derive(Debug, Clone)]
 pub enum Middleware {
+    /// A Lua script; the worker's `LuaHost` runs it (keyed by middleware index).
+    Lua,
     PathFilter {
         allow: Vec<String>,
         deny: Vec<String>,
@@ -75,8 +77,10 @@ fn strip_params(path: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl Middleware {
-    pub fn on_request(&self, req: &mut RequestHead, ctx: &mut Ctx) -> Flow {
+    /// Request side of a built-in stage (Lua stages are run by the worker's host).
+    pub fn on_request(&self, headers: &mut Headers, ctx: &mut Ctx) -> Flow {
         match self {
+            Middleware::Lua => Flow::Continue,
             Middleware::PathFilter { allow, deny, status } => {
                 // match without ";params" (Tomcat/Spring strip them: "/secret;x" is "/secret")
                 let stripped = strip_params(&ctx.route_path);
@@ -101,10 +105,10 @@ impl Middleware {
             }
             Middleware::Headers { request_set, request_remove, .. } => {
                 for name in request_remove {
-                    req.headers.remove(name);
+                    headers.remove(name);
                 }
                 for (name, value) in request_set {
-                    req.headers.set(name, value.as_bytes());
+                    headers.set(name, value.as_bytes());
                 }
                 Flow::Continue
             }
@@ -120,11 +124,6 @@ impl Middleware {
                 headers.set(name, value.as_bytes());
             }
         }
-    }
-
-    /// Convenience for stages that only look at the head.
-    pub fn on_response_head(&self, res: &mut ResponseHead, ctx: &Ctx) {
-        self.on_response(&mut res.headers, ctx)
     }
 }
 
@@ -142,15 +141,6 @@ mod tests {
         }
     }
 
-    fn req() -> RequestHead {
-        RequestHead {
-            method: "GET".into(),
-            target: "/".into(),
-            version: http1::Version::Http11,
-            headers: Headers::new(),
-        }
-    }
-
     #[test]
     fn path_filter_allows_denies_and_hides() {
         let m = Middleware::PathFilter {
@@ -158,17 +148,17 @@ mod tests {
             deny: vec!["/Patient/secret".into()],
             status: 404,
         };
-        assert!(matches!(m.on_request(&mut req(), &mut ctx("/Patient")), Flow::Continue));
-        assert!(matches!(m.on_request(&mut req(), &mut ctx("/Patient/1")), Flow::Continue));
-        match m.on_request(&mut req(), &mut ctx("/Observation")) {
+        assert!(matches!(m.on_request(&mut Headers::new(), &mut ctx("/Patient")), Flow::Continue));
+        assert!(matches!(m.on_request(&mut Headers::new(), &mut ctx("/Patient/1")), Flow::Continue));
+        match m.on_request(&mut Headers::new(), &mut ctx("/Observation")) {
             Flow::Respond(r) => assert_eq!(r.status, 404),
             _ => panic!("expected 404"),
         }
-        match m.on_request(&mut req(), &mut ctx("/Patient/secret")) {
+        match m.on_request(&mut Headers::new(), &mut ctx("/Patient/secret")) {
             Flow::Respond(r) => assert_eq!(r.status, 403),
             _ => panic!("expected 403"),
         }
-        match m.on_request(&mut req(), &mut ctx("/Patient/secret;jsessionid=1")) {
+        match m.on_request(&mut Headers::new(), &mut ctx("/Patient/secret;jsessionid=1")) {
             Flow::Respond(r) => assert_eq!(r.status, 403),
             _ => panic!("expected 403 with path params"),
         }
@@ -182,11 +172,11 @@ mod tests {
             response_set: vec![("X-C".into(), "2".into())],
             response_remove: vec!["server".into()],
         };
-        let mut r = req();
-        r.headers.append("X-B", b"gone");
+        let mut r = Headers::new();
+        r.append("X-B", b"gone");
         m.on_request(&mut r, &mut ctx("/"));
-        assert_eq!(r.headers.get("x-a"), Some(&b"1"[..]));
-        assert!(!r.headers.contains("x-b"));
+        assert_eq!(r.get("x-a"), Some(&b"1"[..]));
+        assert!(!r.contains("x-b"));
         let mut h = Headers::new();
         h.append("Server", b"nginx");
         m.on_response(&mut h, &ctx("/"));

@@ -1,35 +1,45 @@
 //! One request/response exchange on a client connection: routing, the
-//! request-side middleware, the backend choice, and the request body flowing
-//! to the upstream (or into the echo buffer).
+//! request-side stages (built-in and Lua, resumable when a script waits for
+//! the body), and the choice of backend.
 
-use super::buf::{ReadOutcome, BUF_SIZE};
-use super::client::{Client, Phase, HIGH_WATER};
+use super::client::{Client, Phase};
+use super::forward::absolute_form_authority;
 use super::ids::acceptable_request_id;
+use super::request_body::Sink;
+use super::respond::RespStages;
 use super::worker::Worker;
-use crate::pipeline::{normalize_path, Backend, Ctx, Flow, Generation, LocalResponse, ProxyError};
-use http1::{BodyDecoder, BodyKind, Headers, RequestHead, Version};
+use crate::lua::{Body, Hook, LuaHost, Message, MessageState, Outcome, Pending};
+use crate::pipeline::{normalize_path, Backend, Ctx, Flow, Generation, LocalResponse, Middleware, ProxyError};
+use http1::{BodyDecoder, BodyKind, RequestHead, Version};
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where the request body goes.
-pub(crate) enum Sink {
-    /// To the upstream, with this framing.
-    Upstream { chunked: bool },
-    /// Collected for the echo backend, with the request head as JSON.
-    Echo { head: Vec<u8>, body: Vec<u8> },
-    /// Nobody wants it (the request was answered early).
-    Discard,
-}
-
 pub(crate) struct Exchange {
     pub(crate) gen: Arc<Generation>,
+    pub(crate) lua: Option<Rc<LuaHost>>,
     pub(crate) started: Instant,
     pub(crate) request_id: String,
+    /// As received, for the access log.
     pub(crate) method: String,
     pub(crate) target: String,
     pub(crate) client_version: Version,
     pub(crate) ctx: Option<Ctx>,
+    /// The request while stages run (moved out at dispatch).
+    pub(crate) req: Option<Message>,
+    /// The endpoint prefix matched in `req.path` ("" for "/").
+    pub(crate) prefix: String,
+    pub(crate) kind: BodyKind,
+    pub(crate) has_body: bool,
+    pub(crate) expects_continue: bool,
+    /// Next request-side stage to run.
+    pub(crate) next_stage: usize,
+    /// A Lua request stage waiting for the body.
+    pub(crate) pending: Option<Pending>,
+    /// The Lua `ctx` table, created by the first Lua stage.
+    pub(crate) lua_ctx: Option<mlua::Table>,
     /// How many request-side stages ran (their response sides run in reverse).
     pub(crate) stages_run: usize,
     pub(crate) req_dec: BodyDecoder,
@@ -42,6 +52,10 @@ pub(crate) struct Exchange {
     pub(crate) up_timeout: Duration,
     /// The serialized upstream head, kept to retry once on a stale pooled connection.
     pub(crate) replay: Option<Vec<u8>>,
+    /// The request head as JSON, for the echo backend.
+    pub(crate) echo: Option<serde_json::Value>,
+    /// The response while response-side stages run.
+    pub(crate) resp: Option<RespStages>,
     pub(crate) resp_started: bool,
     pub(crate) resp_dec: Option<BodyDecoder>,
     pub(crate) resp_chunked: bool,
@@ -56,9 +70,27 @@ impl Exchange {
     pub(crate) fn reading_body(&self) -> bool {
         !self.req_done && !matches!(self.sink, Sink::Discard)
     }
+
+    /// The Lua `ctx` for this request (created on first use).
+    pub(crate) fn lua_ctx(&mut self) -> Option<mlua::Table> {
+        if self.lua_ctx.is_none() {
+            let host = self.lua.as_ref()?;
+            let ctx = self.ctx.as_ref()?;
+            let t = host
+                .new_ctx(
+                    &self.gen.settings.gateway_id,
+                    &self.gen.pipelines[ctx.pipeline].name,
+                    &self.gen.endpoints[ctx.endpoint],
+                    &self.request_id,
+                )
+                .ok()?;
+            self.lua_ctx = Some(t);
+        }
+        self.lua_ctx.clone()
+    }
 }
 
-fn is_idempotent(method: &str) -> bool {
+pub(crate) fn is_idempotent(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
 }
 
@@ -71,24 +103,38 @@ impl Worker {
             _ => self.ids.next_id(),
         };
         c.keep_alive = c.keep_alive && head.keep_alive() && !self.draining;
-        let limits = gen.settings.limits.clone();
-        let mut ex = Box::new(Exchange {
+        let limits = &gen.settings.limits;
+        c.phase = Phase::Exchange;
+        let kind = http1::request_body_kind(&head, limits);
+        let has_body = matches!(kind, Ok(k) if !matches!(k, BodyKind::Empty | BodyKind::Length(0)));
+        let ex = Box::new(Exchange {
             gen: gen.clone(),
+            lua: self.lua.clone(),
             started: self.now,
             request_id,
-            method: std::mem::take(&mut head.method),
-            target: std::mem::take(&mut head.target),
+            method: head.method.clone(),
+            target: head.target.clone(),
             client_version: head.version,
             ctx: None,
+            req: None,
+            prefix: String::new(),
+            kind: *kind.as_ref().unwrap_or(&BodyKind::Empty),
+            has_body,
+            expects_continue: has_body && head.expects_continue(),
+            next_stage: 0,
+            pending: None,
+            lua_ctx: None,
             stages_run: 0,
-            req_dec: BodyDecoder::new(BodyKind::Empty, &limits),
-            req_done: true,
+            req_dec: BodyDecoder::new(*kind.as_ref().unwrap_or(&BodyKind::Empty), limits),
+            req_done: !has_body,
             sink: Sink::Discard,
             continue_owed: false,
             up_addr: None,
             up_since: self.now,
             up_timeout: Duration::from_secs(30),
             replay: None,
+            echo: None,
+            resp: None,
             resp_started: false,
             resp_dec: None,
             resp_chunked: false,
@@ -97,388 +143,191 @@ impl Worker {
             status: 0,
             bytes_out: 0,
         });
-        head.method = ex.method.clone();
-        head.target = ex.target.clone();
-        c.phase = Phase::Exchange;
-
-        let kind = match http1::request_body_kind(&head, &limits) {
-            Ok(k) => k,
-            Err(e) => {
-                c.keep_alive = false;
-                c.ex = Some(ex);
-                return self.fail_exchange(c, ProxyError::from_http1(&e));
-            }
-        };
-        let has_body = !matches!(kind, BodyKind::Empty | BodyKind::Length(0));
-        ex.req_dec = BodyDecoder::new(kind, &limits);
-        ex.req_done = !has_body;
         c.ex = Some(ex);
+        if let Err(e) = kind {
+            c.keep_alive = false;
+            return self.fail_exchange(c, ProxyError::from_http1(&e));
+        }
 
         // route on the normalised path
         let authority = absolute_form_authority(&head.target).map(str::to_string);
-        let path = if head.target.starts_with('/') || authority.is_some() {
-            head.path().to_string()
-        } else {
+        if !head.target.starts_with('/') && authority.is_none() {
             return self.fail_exchange(
                 c,
                 ProxyError::BadRequest { status: 400, detail: "request target must be a path".into() },
             );
-        };
-        let Some(norm) = normalize_path(&path) else {
-            return self.fail_exchange(
-                c,
-                ProxyError::BadRequest {
-                    status: 400,
-                    detail: "ambiguous or malformed percent-encoding in path".into(),
-                },
-            );
+        }
+        let Some(norm) = normalize_path(head.path()).map(|p| p.into_owned()) else {
+            let detail = "ambiguous or malformed percent-encoding in path".into();
+            return self.fail_exchange(c, ProxyError::BadRequest { status: 400, detail });
         };
         let Some(m) = gen.route(c.net, &norm) else {
             return self.fail_exchange(c, ProxyError::NoRoute);
         };
-        let route_path = crate::pipeline::route_path(&norm, &m).to_string();
         if let Some(a) = authority {
             // RFC 9112 §3.2.2: the target's authority replaces any Host field
             head.headers.set("Host", a.as_bytes());
         }
+        let route_path = crate::pipeline::route_path(&norm, &m).to_string();
         let ex = c.ex.as_mut().expect("exchange just set");
-        let mut ctx = Ctx {
+        ex.prefix = norm[..m.prefix_len].to_string();
+        ex.ctx = Some(Ctx {
             request_id: ex.request_id.clone(),
             pipeline: m.pipeline,
             endpoint: m.endpoint,
             route_path,
             peer: c.peer,
-        };
-        let pipeline = &gen.pipelines[m.pipeline];
-        for (i, &mi) in pipeline.middleware.iter().enumerate() {
-            if let Flow::Respond(r) = gen.middleware[mi].1.on_request(&mut head, &mut ctx) {
-                ex.stages_run = i;
-                ex.ctx = Some(ctx);
-                return self.local_response(c, r);
-            }
-        }
-        ex.stages_run = pipeline.middleware.len();
-        let expects_continue = head.expects_continue() && has_body;
-        let backend = &gen.backends[pipeline.backends[0]].1;
-        match backend {
-            Backend::Echo => {
-                ex.sink = Sink::Echo { head: echo_head_json(&head), body: Vec::new() };
-                ex.continue_owed = expects_continue;
-                ex.ctx = Some(ctx);
-                if !has_body {
-                    self.finish_echo(c);
-                }
-            }
-            Backend::Http(upstream) => {
-                let addr = upstream.pick();
-                ex.up_addr = Some(addr);
-                ex.up_timeout = upstream.timeout;
-                ex.sink = Sink::Upstream { chunked: matches!(kind, BodyKind::Chunked) };
-                ex.continue_owed = expects_continue;
-                let query = head.query().map(str::to_string);
-                let target = upstream.target(&ctx.route_path, query.as_deref());
-                let up_head = upstream_head(&c.peer_ip, head, target, kind, upstream, &ctx.request_id);
-                let ex = c.ex.as_mut().expect("exchange");
-                ex.ctx = Some(ctx);
-                let retryable = !has_body && is_idempotent(&up_head.method);
-                self.send_upstream_head(c, addr, &up_head, retryable);
-            }
-        }
-    }
-}
-
-/// Build the head we send upstream: hop-by-hop fields dropped, framing
-/// recomputed, forwarding fields added.
-fn upstream_head(
-    peer_ip: &str,
-    head: RequestHead,
-    target: String,
-    kind: BodyKind,
-    upstream: &crate::pipeline::HttpUpstream,
-    request_id: &str,
-) -> RequestHead {
-    let mut h = head.headers;
-    let client_host = h.get("host").map(|v| v.to_vec());
-    http1::remove_hop_by_hop(&mut h);
-    h.remove("content-length");
-    h.remove("expect");
-    if !upstream.preserve_host || client_host.is_none() {
-        h.set("Host", upstream.host_header.as_bytes());
-    }
-    match h.get("x-forwarded-for") {
-        Some(prev) => {
-            let mut v = prev.to_vec();
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(peer_ip.as_bytes());
-            h.set("X-Forwarded-For", &v);
-        }
-        None => h.append("X-Forwarded-For", peer_ip.as_bytes()),
-    }
-    h.set("X-Forwarded-Proto", b"http");
-    if let Some(host) = client_host {
-        h.set("X-Forwarded-Host", &host);
-    }
-    append_via(&mut h);
-    h.set("X-Request-Id", request_id.as_bytes());
-    match kind {
-        BodyKind::Length(n) => h.append("Content-Length", super::fmt::decimal(n).as_bytes()),
-        BodyKind::Chunked => h.append("Transfer-Encoding", b"chunked"),
-        _ => {}
-    }
-    RequestHead { method: head.method, target, version: Version::Http11, headers: h }
-}
-
-/// The authority of an absolute-form target (`http://host:port/...`, scheme
-/// case-insensitive), or None for origin-form.
-fn absolute_form_authority(target: &str) -> Option<&str> {
-    let (scheme, rest) = target.split_once("://")?;
-    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
-        return None;
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    (!authority.is_empty() && !authority.contains('@')).then_some(authority)
-}
-
-/// Add our hop to `Via` (RFC 9110 §7.6.3).
-pub(crate) fn append_via(h: &mut Headers) {
-    match h.get("via") {
-        Some(prev) => {
-            let mut v = prev.to_vec();
-            v.extend_from_slice(b", 1.1 harmony");
-            h.set("Via", &v);
-        }
-        None => h.append("Via", b"1.1 harmony"),
-    }
-}
-
-impl Worker {
-    /// Attach an upstream connection (pooled or new) and queue the head.
-    pub(crate) fn send_upstream_head(&mut self, c: &mut Client, addr: SocketAddr, head: &RequestHead, retryable: bool) {
-        let up = match self.pooled_upstream(addr, c.key) {
-            Some(up) => Some(up),
-            None => match self.new_upstream(addr, c.key) {
-                Ok(up) => Some(up),
-                Err(e) => {
-                    return self
-                        .fail_exchange(c, ProxyError::BadGateway(format!("cannot connect to upstream {addr}: {e}")))
-                }
-            },
-        };
-        let mut up = up.expect("upstream");
-        let ex = c.ex.as_mut().expect("exchange");
-        ex.up_since = self.now;
-        let out = up.wbuf.vec(&mut self.bufs);
-        let start = out.len();
-        http1::write_request_head(head, out);
-        if up.reused && retryable {
-            ex.replay = Some(out[start..].to_vec());
-        }
-        c.up = Some(up);
+        });
+        let query = head.query().map(str::to_string);
+        ex.req = Some(Rc::new(RefCell::new(MessageState {
+            is_request: true,
+            method: std::mem::take(&mut head.method),
+            path: norm,
+            query,
+            status: 0,
+            headers: head.headers,
+            body: if has_body { Body::Pending } else { Body::Loaded(Vec::new()) },
+            body_changed: false,
+            path_changed: false,
+            peer: c.peer.to_string(),
+        })));
+        self.run_request_stages(c);
     }
 
-    /// One pass over the request side: owe 100-continue, read and forward body.
-    pub(crate) fn request_body_step(&mut self, c: &mut Client) -> bool {
-        let Some(ex) = c.ex.as_mut() else { return false };
-        if ex.req_done {
-            return false;
-        }
-        if matches!(ex.sink, Sink::Discard) {
-            return false;
-        }
-        let mut moved = false;
-        if ex.continue_owed {
-            ex.continue_owed = false;
-            if ex.client_version == Version::Http11 {
-                c.wbuf.vec(&mut self.bufs).extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                moved = true;
-            }
-        }
+    /// Run request-side stages from where we are; may stop to wait for the body.
+    pub(crate) fn run_request_stages(&mut self, c: &mut Client) {
         loop {
             let ex = c.ex.as_mut().expect("exchange");
-            // backpressure: stop when the sink is full
-            let room = match &ex.sink {
-                Sink::Upstream { .. } => c.up.as_ref().is_some_and(|u| u.wbuf.len() < HIGH_WATER),
-                Sink::Echo { .. } => true,
-                Sink::Discard => false,
+            let gen = ex.gen.clone();
+            let ctx = ex.ctx.as_mut().expect("routed");
+            let pipeline = &gen.pipelines[ctx.pipeline];
+            let msg = ex.req.clone().expect("request in stages");
+            let outcome = if let Some(p) = ex.pending.take() {
+                ex.lua.clone().expect("lua host").resume(p)
+            } else if ex.next_stage == pipeline.middleware.len() {
+                break;
+            } else {
+                let mi = pipeline.middleware[ex.next_stage];
+                match &gen.middleware[mi].1 {
+                    Middleware::Lua => match (ex.lua.clone(), ex.lua_ctx()) {
+                        (Some(host), Some(lctx)) if host.has(mi, Hook::Request) => {
+                            let o = host.call(mi, Hook::Request, &msg, &lctx, &ex.request_id);
+                            sync_route_path(ex);
+                            o
+                        }
+                        _ => Outcome::Continue,
+                    },
+                    builtin => {
+                        let ctx = ex.ctx.as_mut().expect("routed");
+                        match builtin.on_request(&mut msg.borrow_mut().headers, ctx) {
+                            Flow::Continue => Outcome::Continue,
+                            Flow::Respond(r) => Outcome::Respond(r),
+                        }
+                    }
+                }
             };
-            if !room {
-                return moved;
-            }
-            if !c.rbuf.is_empty() {
-                let step = match ex.req_dec.decode(c.rbuf.bytes()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        c.keep_alive = false;
-                        self.fail_exchange(c, ProxyError::from_http1(&e));
-                        return true;
-                    }
-                };
-                if step.consumed > 0 || step.done {
-                    let data = &c.rbuf.bytes()[step.data.clone()];
-                    match &mut ex.sink {
-                        Sink::Upstream { chunked } => {
-                            let up = c.up.as_mut().expect("upstream");
-                            let out = up.wbuf.vec(&mut self.bufs);
-                            if *chunked {
-                                if !data.is_empty() {
-                                    http1::write_chunk_header(data.len(), out);
-                                    out.extend_from_slice(data);
-                                    http1::write_chunk_end(out);
-                                }
-                                if step.done {
-                                    let trailers = ex.req_dec.take_trailers();
-                                    http1::write_last_chunk(trailers.as_ref(), out);
-                                }
-                            } else {
-                                out.extend_from_slice(data);
-                            }
-                        }
-                        Sink::Echo { body: buf, .. } => {
-                            if buf.len() + data.len() > ex.gen.settings.buffered_body_bytes {
-                                c.keep_alive = false;
-                                self.fail_exchange(
-                                    c,
-                                    ProxyError::BadRequest {
-                                        status: 413,
-                                        detail: "request body is larger than the echo backend buffers".into(),
-                                    },
-                                );
-                                return true;
-                            }
-                            buf.extend_from_slice(data);
-                        }
-                        Sink::Discard => {}
-                    }
-                    c.rbuf.consume(step.consumed);
-                    moved = true;
-                    if step.done {
-                        ex.req_done = true;
-                        if matches!(ex.sink, Sink::Echo { .. }) {
-                            self.finish_echo(c);
-                        }
-                        return true;
-                    }
-                    continue;
+            let ex = c.ex.as_mut().expect("exchange");
+            match outcome {
+                Outcome::Continue => ex.next_stage += 1,
+                Outcome::Respond(r) => {
+                    ex.stages_run = ex.next_stage;
+                    return self.local_response(c, r, true);
                 }
-            }
-            // need more input
-            if c.eof {
-                // the client went away mid-body
-                c.keep_alive = false;
-                let ex = c.ex.as_mut().expect("exchange");
-                if ex.req_dec.finish_eof().is_err() {
-                    self.abort_exchange(c);
-                    c.phase = Phase::Closed;
-                    return true;
+                Outcome::Failed { error_id } => {
+                    ex.stages_run = ex.next_stage;
+                    return self.stage_failed(c, &error_id);
                 }
-                return moved;
-            }
-            if !c.rd {
-                return moved;
-            }
-            match c.rbuf.read_from(&mut c.sock, &mut self.bufs, BUF_SIZE) {
-                ReadOutcome::Data { n, drained } => {
-                    if drained && !c.hup {
-                        c.rd = false;
+                Outcome::NeedBody(p) => {
+                    ex.pending = Some(p);
+                    if matches!(msg.borrow().body, Body::Pending) {
+                        ex.sink = Sink::Collect { buf: Vec::new(), for_stage: true };
+                        ex.continue_owed = ex.expects_continue;
+                        return; // request_body_step collects, then calls us again
                     }
-                    if n > 0 {
-                        c.last_read = self.now;
-                        moved = true;
-                    }
-                }
-                ReadOutcome::WouldBlock => {
-                    c.rd = false;
-                    return moved;
-                }
-                ReadOutcome::Eof => c.eof = true,
-                ReadOutcome::NoRoom => return moved,
-                ReadOutcome::Error(e) => {
-                    log::debug!("read body from {}: {e}", c.peer);
-                    self.abort_exchange(c);
-                    c.phase = Phase::Closed;
-                    return true;
                 }
             }
         }
-    }
-
-    /// The echo backend answers with the request it received, as JSON.
-    fn finish_echo(&mut self, c: &mut Client) {
         let ex = c.ex.as_mut().expect("exchange");
-        let (head_json, body) = match std::mem::replace(&mut ex.sink, Sink::Discard) {
-            Sink::Echo { head, body } => (head, body),
-            _ => (Vec::new(), Vec::new()),
-        };
-        let mut v: serde_json::Value = serde_json::from_slice(&head_json).unwrap_or_default();
-        match String::from_utf8(body) {
-            Ok(s) => v["body"] = serde_json::Value::String(s),
-            Err(e) => {
-                v["body"] = serde_json::Value::String(crate::base64::encode(e.as_bytes()));
-                v["body_encoding"] = "base64".into();
-            }
-        }
-        v["request_id"] = ex.request_id.clone().into();
-        v["peer"] = c.peer.to_string().into();
-        if let Some(ctx) = ex.ctx.as_ref() {
-            v["pipeline"] = ex.gen.pipelines[ctx.pipeline].name.clone().into();
-            v["endpoint"] = ex.gen.endpoints[ctx.endpoint].clone().into();
-            v["route_path"] = ctx.route_path.clone().into();
-        }
-        let mut body = serde_json::to_vec_pretty(&v).unwrap_or_default();
-        body.push(b'\n');
-        let mut headers = Headers::with_capacity(4, 64);
-        headers.append("Content-Type", b"application/json");
-        self.local_response(c, LocalResponse { status: 200, headers, body });
+        ex.stages_run = ex.next_stage;
+        self.dispatch(c);
     }
 
-    /// An error during an exchange: answer it if no response has started,
-    /// otherwise the only honest thing left is to cut the connection.
-    pub(crate) fn fail_exchange(&mut self, c: &mut Client, err: ProxyError) {
-        let Some(ex) = c.ex.as_mut() else {
-            return self.write_error(c, &err, "-", true);
+    /// A Lua stage failed closed: 500 with the error id (details are in the log).
+    pub(crate) fn stage_failed(&mut self, c: &mut Client, error_id: &str) {
+        let rid = c.ex.as_ref().map(|e| e.request_id.clone()).unwrap_or_default();
+        let mut r = LocalResponse::json_error(
+            500,
+            "script_error",
+            &format!("a pipeline script failed (error_id {error_id})"),
+            &rid,
+        );
+        r.headers.append("X-Error-Id", error_id.as_bytes());
+        let run_stages = c.ex.as_ref().is_some_and(|e| e.resp.is_none());
+        self.local_response(c, r, run_stages);
+    }
+
+    /// All request stages passed: send the request where it goes.
+    fn dispatch(&mut self, c: &mut Client) {
+        let ex = c.ex.as_mut().expect("exchange");
+        let gen = ex.gen.clone();
+        let ctx = ex.ctx.as_ref().expect("routed");
+        let pipeline = &gen.pipelines[ctx.pipeline];
+        // ctx.route (set by a script) picks one of the pipeline's backends
+        let mut backend_index = pipeline.backends[0];
+        if let Some(route) = ex.lua_ctx.as_ref().and_then(LuaHost::route_of) {
+            match pipeline.backends.iter().find(|&&b| gen.backends[b].0 == route) {
+                Some(&b) => backend_index = b,
+                None => {
+                    log::error!(
+                        "rid={} ctx.route = '{route}' is not a backend of pipeline '{}'",
+                        ex.request_id,
+                        pipeline.name
+                    );
+                    return self.stage_failed(c, "invalid-route");
+                }
+            }
+        }
+        let msg = ex.req.take().expect("request");
+        let state = Rc::try_unwrap(msg).map(RefCell::into_inner).unwrap_or_else(|rc| clone_state(&rc.borrow()));
+        let buffered = match &state.body {
+            Body::Loaded(b) if ex.has_body || state.body_changed => Some(b.clone()),
+            _ => None,
         };
-        if let Some(up) = c.up.take() {
-            self.close_upstream(up);
+        match &gen.backends[backend_index].1 {
+            Backend::Echo => self.dispatch_echo(c, state, buffered),
+            Backend::Http(upstream) => self.dispatch_http(c, state, buffered, upstream),
         }
-        if ex.resp_started {
-            log::warn!("rid={} {} after the response started; closing connection", ex.request_id, err);
-            self.abort_exchange(c);
-            c.phase = Phase::Closed;
-            return;
-        }
-        if err.status() >= 500 {
-            log::warn!("rid={} {}", ex.request_id, err);
-        }
-        let rid = ex.request_id.clone();
-        let mut r = LocalResponse::json_error(err.status(), err.code(), &err.detail(), &rid);
-        r.headers.append("X-Request-Id", rid.as_bytes());
-        self.local_response(c, r);
     }
 }
 
-/// The request head as the echo backend reports it.
-fn echo_head_json(head: &RequestHead) -> Vec<u8> {
-    let mut headers = serde_json::Map::new();
-    for (name, value) in head.headers.iter() {
-        let key = name.to_ascii_lowercase();
-        let val = String::from_utf8_lossy(value).into_owned();
-        match headers.get_mut(&key) {
-            Some(serde_json::Value::String(prev)) => {
-                prev.push_str(", ");
-                prev.push_str(&val);
-            }
-            _ => {
-                headers.insert(key, val.into());
-            }
-        }
+/// A script changed `req.path`: recompute the path behind the endpoint.
+fn sync_route_path(ex: &mut Exchange) {
+    let Some(msg) = ex.req.as_ref() else { return };
+    let mut s = msg.borrow_mut();
+    if !s.path_changed {
+        return;
     }
-    let v = serde_json::json!({
-        "method": head.method,
-        "path": head.path(),
-        "query": head.query().unwrap_or(""),
-        "version": if head.version == Version::Http10 { "HTTP/1.0" } else { "HTTP/1.1" },
-        "headers": headers,
-    });
-    serde_json::to_vec(&v).unwrap_or_default()
+    s.path_changed = false;
+    let Some(ctx) = ex.ctx.as_mut() else { return };
+    // keep the endpoint prefix semantics: strip it if the new path still has it
+    let rest = match s.path.strip_prefix(ex.prefix.as_str()) {
+        Some(r) if r.is_empty() || r.starts_with('/') => r,
+        _ => s.path.as_str(),
+    };
+    ctx.route_path = if rest.is_empty() { "/".to_string() } else { rest.to_string() };
+}
+
+fn clone_state(s: &MessageState) -> MessageState {
+    MessageState {
+        is_request: s.is_request,
+        method: s.method.clone(),
+        path: s.path.clone(),
+        query: s.query.clone(),
+        status: s.status,
+        headers: s.headers.clone(),
+        body: s.body.clone(),
+        body_changed: s.body_changed,
+        path_changed: s.path_changed,
+        peer: s.peer.clone(),
+    }
 }

@@ -4,10 +4,14 @@
 
 mod buf;
 mod client;
+mod echo;
 mod exchange;
 mod fmt;
+mod forward;
 mod ids;
 mod listener;
+mod request_body;
+mod respond;
 mod response;
 mod slab;
 mod timer;
@@ -26,6 +30,7 @@ use worker::{Control, Worker};
 pub enum RuntimeError {
     Bind { network: String, addr: std::net::SocketAddr, source: std::io::Error },
     Io(std::io::Error),
+    Worker(String),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -35,6 +40,7 @@ impl std::fmt::Display for RuntimeError {
                 write!(f, "cannot listen on {addr} (network '{network}'): {source}")
             }
             RuntimeError::Io(e) => write!(f, "{e}"),
+            RuntimeError::Worker(e) => write!(f, "worker start-up failed: {e}"),
         }
     }
 }
@@ -45,6 +51,13 @@ impl From<std::io::Error> for RuntimeError {
     fn from(e: std::io::Error) -> Self {
         RuntimeError::Io(e)
     }
+}
+
+/// Load every Lua script of `gen` and run its `init` in a throwaway state:
+/// what `--check` and start-up do before anything serves traffic.
+pub fn check_lua(gen: &Generation) -> Result<(), Vec<String>> {
+    let cache = std::rc::Rc::new(std::cell::RefCell::new(crate::lua::Cache::new(gen.lua.cache_entries)));
+    worker::build_lua(gen, cache).map(|_| ())
 }
 
 /// Serve `gen` until SIGTERM/SIGINT, then drain and return.
@@ -69,9 +82,27 @@ pub fn run(gen: Generation) -> Result<(), RuntimeError> {
     let mut wakers = Vec::new();
     let mut handles = Vec::new();
     for (i, listeners) in per_worker.into_iter().enumerate() {
-        let (w, waker) = Worker::new(gen.clone(), listeners, control.clone(), i)?;
-        wakers.push(waker);
-        handles.push(std::thread::Builder::new().name(format!("harmony-worker-{i}")).spawn(move || w.run())?);
+        // a worker owns its Lua state, which cannot cross threads: build it there
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (g, ctl) = (gen.clone(), control.clone());
+        let spawn =
+            std::thread::Builder::new().name(format!("harmony-worker-{i}")).spawn(move || {
+                match Worker::new(g, listeners, ctl, i) {
+                    Ok((w, waker)) => {
+                        let _ = tx.send(Ok(waker));
+                        w.run();
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })?;
+        handles.push(spawn);
+        match rx.recv() {
+            Ok(Ok(waker)) => wakers.push(waker),
+            Ok(Err(e)) => return Err(RuntimeError::Worker(e)),
+            Err(_) => return Err(RuntimeError::Worker("worker thread exited during start-up".into())),
+        }
     }
     log::info!("harmony '{}' started with {workers} worker(s)", gen.settings.gateway_id);
     drop(gen);

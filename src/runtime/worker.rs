@@ -8,11 +8,14 @@ use super::slab::Slab;
 use super::timer::Timers;
 use super::transport::Transport;
 use super::upstream::{Pool, UpstreamConn};
+use crate::lua::{Cache, LuaHost};
 use crate::pipeline::Generation;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +56,10 @@ pub(crate) struct Worker {
     pub(crate) timers: Timers,
     pub(crate) bufs: BufPool,
     pub(crate) gen: Arc<Generation>,
+    /// This worker's Lua host for `gen` (None when no pipeline uses Lua).
+    pub(crate) lua: Option<Rc<LuaHost>>,
+    /// `harmony.cache`: per worker, kept across generations.
+    pub(crate) cache: Rc<RefCell<Cache>>,
     pub(crate) now: Instant,
     pub(crate) ids: RequestIds,
     pub(crate) clients: usize,
@@ -64,18 +71,22 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// Build a worker on its own thread (its Lua state stays there).
     pub(crate) fn new(
         gen: Arc<Generation>,
         listeners: Vec<Listener>,
         control: Arc<Control>,
         index: usize,
-    ) -> io::Result<(Self, Arc<Waker>)> {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    ) -> Result<(Self, Arc<Waker>), String> {
+        let io = |e: io::Error| e.to_string();
+        let poll = Poll::new().map_err(io)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(io)?);
         let mut listeners = listeners;
         for (i, l) in listeners.iter_mut().enumerate() {
-            poll.registry().register(&mut l.sock, Token(i), Interest::READABLE)?;
+            poll.registry().register(&mut l.sock, Token(i), Interest::READABLE).map_err(io)?;
         }
+        let cache = Rc::new(RefCell::new(Cache::new(gen.lua.cache_entries)));
+        let lua = build_lua(&gen, cache.clone()).map_err(|e| e.join("; "))?;
         let pool = Pool::new(gen.settings.upstream_pool_size);
         Ok((
             Worker {
@@ -86,6 +97,8 @@ impl Worker {
                 timers: Timers::new(),
                 bufs: BufPool::new(),
                 gen,
+                lua,
+                cache,
                 now: Instant::now(),
                 ids: RequestIds::new(index),
                 clients: 0,
@@ -415,4 +428,14 @@ impl Worker {
         }
         log::info!("worker draining: {} connection(s) in flight", self.clients);
     }
+}
+
+/// The Lua host for a generation, if any of its middleware is Lua.
+pub(crate) fn build_lua(gen: &Generation, cache: Rc<RefCell<Cache>>) -> Result<Option<Rc<LuaHost>>, Vec<String>> {
+    if gen.lua_stages.is_empty() {
+        return Ok(None);
+    }
+    LuaHost::build(&gen.lua.scripts_path, &gen.lua.limits, &gen.lua_stages, cache)
+        .map(|h| Some(Rc::new(h)))
+        .map_err(|e| e.0)
 }

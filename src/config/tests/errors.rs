@@ -95,7 +95,7 @@ fn many_errors_are_all_reported_sorted() {
             "harmony.toml:3: proxy.wrokers: unknown key (did you mean 'workers'?)",
             "harmony.toml:5: network.x.http.bind_port: must be between 1 and 65535",
             "p.toml:2: backends.b.service: service 'dicom' is not supported by this build yet",
-            "p.toml:4: middleware.m.type: middleware type 'lua' is not supported by this build yet",
+            "p.toml:3: middleware.m.options: missing required key (lua middleware needs options.script)",
         ]
     );
 }

@@ -111,7 +111,7 @@ fn middleware_types_and_options() {
          response_remove = [\"content-length\", 7]\nrequest_add = []\n\
          [middleware.d]\ntype = \"path_filter\"\noptions = { rules = [\"Patient\", \"/a*b\", \"/P/{id}\"], status = 500 }\n",
     );
-    has(&e, "harmony.toml", 8, "middleware.a.type", "middleware type 'lua' is not supported by this build yet");
+    has(&e, "harmony.toml", 7, "middleware.a.options", "lua middleware needs options.script");
     has(&e, "harmony.toml", 10, "middleware.b.type", "unknown middleware type 'magic'");
     has(&e, "harmony.toml", 14, "middleware.c.options.request_set.\"bad name\"", "invalid header name");
     has(&e, "harmony.toml", 14, "middleware.c.options.request_set.ok", "CR, LF or NUL");

@@ -1,0 +1,349 @@
+//! `LuaHost`: one sandboxed state per worker per generation, every `lua`
+//! middleware script loaded and initialised, and hook calls run as
+//! coroutines so a script reading `req.body` can wait for it.
+
+use super::api::{self, ApiEnv};
+use super::cache::Cache;
+use super::objects::{message_userdata, Message};
+use super::sandbox::{new_state, Budget, LuaLimits};
+use crate::pipeline::LocalResponse;
+use http1::{is_valid_field_name, is_valid_field_value, Headers};
+use mlua::chunk::ChunkMode;
+use mlua::thread::ThreadStatus;
+use mlua::{Function, Lua, LuaSerdeExt, MultiValue, Table, Thread, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// The hooks a script may define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Request,
+    Response,
+    /// DICOM association (dispatch ready for the DICOM layer).
+    Associate,
+    /// DICOM message (dispatch ready for the DICOM layer).
+    Dimse,
+}
+
+impl Hook {
+    fn name(self) -> &'static str {
+        match self {
+            Hook::Request => "on_request",
+            Hook::Response => "on_response",
+            Hook::Associate => "on_associate",
+            Hook::Dimse => "on_dimse",
+        }
+    }
+}
+
+/// One `lua` middleware as configured.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// Index of the middleware in the generation.
+    pub mw: usize,
+    pub name: String,
+    /// Absolute path of the script.
+    pub script: PathBuf,
+    /// The middleware's options, handed to `init(opts)`.
+    pub options: serde_json::Value,
+    /// `on_error = "continue"`: a failing hook lets the request pass.
+    pub continue_on_error: bool,
+}
+
+struct Stage {
+    spec: StageSpec,
+    hooks: [Option<Function>; 4],
+}
+
+/// What a hook call decided.
+pub enum Outcome {
+    Continue,
+    Respond(LocalResponse),
+    /// The hook reads the body: buffer it, set `Body::Loaded`, then `resume`.
+    NeedBody(Pending),
+    /// The hook failed (and the stage does not continue on error).
+    Failed {
+        error_id: String,
+    },
+}
+
+/// A suspended hook call.
+pub struct Pending {
+    thread: Thread,
+    mw: usize,
+    request_id: String,
+}
+
+/// What the host learned about its scripts while loading them.
+#[derive(Debug)]
+pub struct LoadError(pub Vec<String>);
+
+struct Prelude {
+    run: Function,
+    need_body: Value,
+    respond: Value,
+}
+
+pub struct LuaHost {
+    lua: Lua,
+    stages: HashMap<usize, Stage>,
+    budget: Rc<Budget>,
+    prelude: Prelude,
+    response_slot: Rc<RefCell<Option<LocalResponse>>>,
+    idle_threads: RefCell<Vec<Thread>>,
+    errors: Cell<u64>,
+}
+
+fn error_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+    format!("lua-{:x}-{}", t & 0xffff_ffff, N.fetch_add(1, Ordering::Relaxed))
+}
+
+impl LuaHost {
+    /// Build a state, load every script, run every `init`. All problems are
+    /// collected (file:line: message).
+    pub(crate) fn build(
+        scripts_path: &Path,
+        limits: &LuaLimits,
+        specs: &[StageSpec],
+        cache: Rc<RefCell<Cache>>,
+    ) -> Result<LuaHost, LoadError> {
+        let fail = |e: mlua::Error| LoadError(vec![format!("lua: {e}")]);
+        let (lua, budget) = new_state(scripts_path, limits).map_err(fail)?;
+        let response_slot: Rc<RefCell<Option<LocalResponse>>> = Rc::new(RefCell::new(None));
+        let prelude = Self::install(&lua, response_slot.clone(), cache).map_err(fail)?;
+        let mut stages = HashMap::new();
+        let mut errors = Vec::new();
+        for spec in specs {
+            budget.reset();
+            match load_stage(&lua, spec) {
+                Ok(stage) => {
+                    stages.insert(spec.mw, stage);
+                }
+                Err(e) => errors.push(format!("{}: middleware '{}': {}", spec.script.display(), spec.name, clean(&e))),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(LoadError(errors));
+        }
+        lua.gc_collect().map_err(fail)?;
+        Ok(LuaHost {
+            lua,
+            stages,
+            budget,
+            prelude,
+            response_slot,
+            idle_threads: RefCell::new(Vec::new()),
+            errors: Cell::new(0),
+        })
+    }
+
+    fn install(
+        lua: &Lua,
+        slot: Rc<RefCell<Option<LocalResponse>>>,
+        cache: Rc<RefCell<Cache>>,
+    ) -> mlua::Result<Prelude> {
+        let harmony = lua.create_table()?;
+        let start = std::time::Instant::now();
+        api::install(lua, &harmony, ApiEnv { cache, clock: Rc::new(move || start.elapsed().as_millis() as u64) })?;
+        let json: Table = harmony.get("json")?;
+        let set_response =
+            lua.create_function(move |_, (status, headers, body): (i64, Option<Table>, Option<mlua::LuaString>)| {
+                if !(100..=999).contains(&status) || (100..200).contains(&status) {
+                    return Err(mlua::Error::runtime(format!("harmony.respond: invalid status {status}")));
+                }
+                let mut h = Headers::new();
+                if let Some(t) = headers {
+                    for pair in t.pairs::<String, mlua::LuaString>() {
+                        let (name, value) = pair?;
+                        let value = value.as_bytes().to_vec();
+                        if !is_valid_field_name(&name) || !is_valid_field_value(&value) {
+                            return Err(mlua::Error::runtime(format!("harmony.respond: invalid header '{name}'")));
+                        }
+                        if matches!(
+                            name.to_ascii_lowercase().as_str(),
+                            "content-length" | "transfer-encoding" | "connection"
+                        ) {
+                            continue; // framing is ours
+                        }
+                        h.append(&name, &value);
+                    }
+                }
+                let body = body.map(|b| b.as_bytes().to_vec()).unwrap_or_default();
+                *slot.borrow_mut() = Some(LocalResponse { status: status as u16, headers: h, body });
+                Ok(())
+            })?;
+        let traceback: Function = lua.named_registry_value("harmony.traceback")?;
+        let pieces: Table = lua
+            .load(include_str!("prelude.lua"))
+            .set_name("=harmony.prelude")
+            .set_mode(ChunkMode::Text)
+            .call((traceback, set_response, json.get::<Function>("encode")?, json.get::<Function>("decode")?))?;
+        harmony.set("respond", pieces.get::<Function>("respond")?)?;
+        lua.globals().set("harmony", harmony)?;
+        Ok(Prelude { run: pieces.get("run")?, need_body: pieces.get("NEED_BODY")?, respond: pieces.get("RESPOND")? })
+    }
+
+    /// Does middleware `mw` define `hook`?
+    pub fn has(&self, mw: usize, hook: Hook) -> bool {
+        self.stages.get(&mw).is_some_and(|s| s.hooks[hook as usize].is_some())
+    }
+
+    /// A fresh `ctx` table for one request.
+    pub fn new_ctx(&self, gateway: &str, pipeline: &str, endpoint: &str, request_id: &str) -> mlua::Result<Table> {
+        let t = self.lua.create_table_with_capacity(0, 6)?;
+        t.set("gateway", gateway)?;
+        t.set("pipeline", pipeline)?;
+        t.set("endpoint", endpoint)?;
+        t.set("request_id", request_id)?;
+        t.set("vars", self.lua.create_table()?)?;
+        Ok(t)
+    }
+
+    /// `ctx.route` as set by a script, if any.
+    pub fn route_of(ctx: &Table) -> Option<String> {
+        ctx.get::<Option<String>>("route").ok().flatten()
+    }
+
+    /// Run `hook` of middleware `mw` on `msg`.
+    pub fn call(&self, mw: usize, hook: Hook, msg: &Message, ctx: &Table, request_id: &str) -> Outcome {
+        let Some(stage) = self.stages.get(&mw) else { return Outcome::Continue };
+        let Some(f) = stage.hooks[hook as usize].clone() else { return Outcome::Continue };
+        let thread = match self.thread() {
+            Ok(t) => t,
+            Err(e) => return self.failed(stage, request_id, &e.to_string()),
+        };
+        let ud = match message_userdata(&self.lua, msg) {
+            Ok(u) => u,
+            Err(e) => return self.failed(stage, request_id, &e.to_string()),
+        };
+        self.budget.reset();
+        *self.response_slot.borrow_mut() = None;
+        let r = thread.resume::<MultiValue>((f, ud, ctx.clone()));
+        self.settle(Pending { thread, mw, request_id: request_id.to_string() }, r)
+    }
+
+    /// Continue a call that waited for a body.
+    pub fn resume(&self, p: Pending) -> Outcome {
+        self.budget.reset();
+        let r = p.thread.resume::<MultiValue>(());
+        self.settle(p, r)
+    }
+
+    fn thread(&self) -> mlua::Result<Thread> {
+        if let Some(t) = self.idle_threads.borrow_mut().pop() {
+            return Ok(t);
+        }
+        self.lua.create_thread(self.prelude.run.clone())
+    }
+
+    fn recycle(&self, t: Thread) {
+        let mut idle = self.idle_threads.borrow_mut();
+        if idle.len() < 16 && t.reset(self.prelude.run.clone()).is_ok() {
+            idle.push(t);
+        }
+    }
+
+    fn settle(&self, p: Pending, r: mlua::Result<MultiValue>) -> Outcome {
+        let stage = &self.stages[&p.mw];
+        let values = match r {
+            Ok(v) => v,
+            Err(e) => return self.failed(stage, &p.request_id, &e.to_string()),
+        };
+        if p.thread.status() == ThreadStatus::Resumable {
+            if values.front().is_some_and(|v| v.equals(&self.prelude.need_body).unwrap_or(false)) {
+                return Outcome::NeedBody(p);
+            }
+            // a script yielded on its own: not supported at the top level
+            return self.failed(stage, &p.request_id, "coroutine.yield() outside a coroutine of the script's own");
+        }
+        let ok = matches!(values.front(), Some(Value::Boolean(true)));
+        let err = values.get(1).cloned().unwrap_or(Value::Nil);
+        self.recycle(p.thread);
+        if ok {
+            // `return harmony.respond(...)` inside pcall still counts
+            return match self.response_slot.borrow_mut().take() {
+                Some(r) => Outcome::Respond(r),
+                None => Outcome::Continue,
+            };
+        }
+        if err.equals(&self.prelude.respond).unwrap_or(false) {
+            if let Some(r) = self.response_slot.borrow_mut().take() {
+                return Outcome::Respond(r);
+            }
+        }
+        let msg = err.to_string().unwrap_or_else(|_| "error object is not a string".into());
+        self.failed(stage, &p.request_id, &msg)
+    }
+
+    fn failed(&self, stage: &Stage, request_id: &str, msg: &str) -> Outcome {
+        self.errors.set(self.errors.get() + 1);
+        let id = error_id();
+        let how = if stage.spec.continue_on_error { "continuing (on_error = \"continue\")" } else { "failing closed" };
+        log::error!(
+            target: "lua",
+            "error_id={id} rid={request_id} middleware '{}' ({}) failed, {how}: {msg}",
+            stage.spec.name,
+            stage.spec.script.display()
+        );
+        if stage.spec.continue_on_error {
+            Outcome::Continue
+        } else {
+            Outcome::Failed { error_id: id }
+        }
+    }
+
+    /// Hook failures so far.
+    pub fn error_count(&self) -> u64 {
+        self.errors.get()
+    }
+
+    /// Calls stopped by the instruction budget so far.
+    pub fn budget_kills(&self) -> u64 {
+        self.budget.kills()
+    }
+
+    /// Bytes the state currently holds.
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+}
+
+fn clean(e: &mlua::Error) -> String {
+    // mlua nests the useful message; keep the first line of each cause
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+fn load_stage(lua: &Lua, spec: &StageSpec) -> mlua::Result<Stage> {
+    let src = std::fs::read(&spec.script).map_err(|e| mlua::Error::runtime(format!("cannot read script: {e}")))?;
+    let chunk_name = format!("@{}", spec.script.display());
+    let module: Value = lua.load(src).set_name(chunk_name).set_mode(ChunkMode::Text).call(())?;
+    let Value::Table(module) = module else {
+        return Err(mlua::Error::runtime(
+            "the script must return a table of hooks (init, on_request, on_response, ...)",
+        ));
+    };
+    let get = |name: &str| -> mlua::Result<Option<Function>> {
+        match module.get::<Value>(name)? {
+            Value::Nil => Ok(None),
+            Value::Function(f) => Ok(Some(f)),
+            other => Err(mlua::Error::runtime(format!("'{name}' must be a function, not a {}", other.type_name()))),
+        }
+    };
+    let hooks = [
+        get(Hook::Request.name())?,
+        get(Hook::Response.name())?,
+        get(Hook::Associate.name())?,
+        get(Hook::Dimse.name())?,
+    ];
+    if let Some(init) = get("init")? {
+        let opts = lua.to_value(&spec.options)?;
+        init.call::<()>(opts)?;
+    }
+    Ok(Stage { spec: spec.clone(), hooks })
+}
