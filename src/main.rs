@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     log::info!("configuration loaded from {} ({} pipeline(s))", cfg.main_file.display(), cfg.pipelines.len());
-    match harmony::runtime::run(gen) {
+    match harmony::runtime::run(gen, &args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

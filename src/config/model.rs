@@ -81,6 +81,10 @@ pub struct ProxySettings {
     pub lua_memory_bytes: usize,
     /// `proxy.lua_cache_entries`: entries in each worker's `harmony.cache`, default 10_000.
     pub lua_cache_entries: usize,
+    /// `proxy.watch`: reload when a config file or script changes, default true.
+    pub watch: bool,
+    /// `proxy.watch_interval_ms`: how often files are checked, default 1000.
+    pub watch_interval_ms: u64,
 }
 
 #[derive(Debug, Clone)]

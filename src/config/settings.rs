@@ -31,6 +31,7 @@ const NUMERIC: &[(&str, u64, u64)] = &[
     ("lua_max_instructions", 1_000, 100_000_000_000),
     ("lua_memory_bytes", 1 << 20, 1 << 36),
     ("lua_cache_entries", 1, 100_000_000),
+    ("watch_interval_ms", 50, DAY_MS),
 ];
 
 /// Harmony keys accepted with no effect yet.
@@ -60,9 +61,11 @@ pub(crate) fn proxy(cx: &mut Ctx, main: &Source, t: Option<&Tbl<'_, '_>>) -> Pro
         lua_max_instructions: 1_000_000,
         lua_memory_bytes: 32 << 20,
         lua_cache_entries: 10_000,
+        watch: true,
+        watch_interval_ms: 1_000,
     };
     let Some(t) = t else { return p };
-    let mut known = vec!["id", "log_level", "pipelines_path", "scripts_path"];
+    let mut known = vec!["id", "log_level", "pipelines_path", "scripts_path", "watch"];
     known.extend(NUMERIC.iter().map(|n| n.0));
     known.extend(PROXY_NO_EFFECT);
     t.check_keys(cx, &known, &[]);
@@ -91,6 +94,9 @@ pub(crate) fn proxy(cx: &mut Ctx, main: &Source, t: Option<&Tbl<'_, '_>>) -> Pro
     if let Some(s) = path_str(cx, t.get("scripts_path")) {
         p.scripts_path = t.src.resolve(s);
     }
+    if let Some(w) = t.bool(cx, "watch") {
+        p.watch = w;
+    }
     path_str(cx, t.get("store_dir"));
     path_str(cx, t.get("transforms_path"));
     t.uint(cx, "jwks_cache_duration_hours", 1, 168);
@@ -118,6 +124,7 @@ pub(crate) fn proxy(cx: &mut Ctx, main: &Source, t: Option<&Tbl<'_, '_>>) -> Pro
             "lua_max_instructions" => p.lua_max_instructions = n,
             "lua_memory_bytes" => p.lua_memory_bytes = us,
             "lua_cache_entries" => p.lua_cache_entries = us,
+            "watch_interval_ms" => p.watch_interval_ms = n,
             _ => unreachable!("NUMERIC lists only the fields above"),
         }
     }
@@ -225,12 +232,6 @@ pub(crate) fn management(
     t.uint(cx, "poll_interval_secs", 5, 3600);
     t.str(cx, "cloud_api_base_url");
     let enabled = t.bool(cx, "enabled").unwrap_or(false);
-    if enabled {
-        // accepting it would mean an operator believes an API is up that is not
-        if let Some(v) = t.get("enabled") {
-            v.err(cx, "the management API is not available in this build yet (set enabled = false)");
-        }
-    }
     let mut network = String::new();
     match t.get("network") {
         Some(v) => {

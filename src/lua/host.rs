@@ -94,6 +94,7 @@ pub struct LuaHost {
     response_slot: Rc<RefCell<Option<LocalResponse>>>,
     idle_threads: RefCell<Vec<Thread>>,
     errors: Cell<u64>,
+    kills_reported: Cell<u64>,
 }
 
 fn error_id() -> String {
@@ -140,6 +141,7 @@ impl LuaHost {
             response_slot,
             idle_threads: RefCell::new(Vec::new()),
             errors: Cell::new(0),
+            kills_reported: Cell::new(0),
         })
     }
 
@@ -306,6 +308,12 @@ impl LuaHost {
     /// Calls stopped by the instruction budget so far.
     pub fn budget_kills(&self) -> u64 {
         self.budget.kills()
+    }
+
+    /// Budget kills since the last call (for metrics).
+    pub fn take_kills(&self) -> u64 {
+        let now = self.budget.kills();
+        now - self.kills_reported.replace(now)
     }
 
     /// Bytes the state currently holds.

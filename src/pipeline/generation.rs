@@ -56,6 +56,20 @@ pub struct Generation {
     /// Every `lua` middleware, for the per-worker Lua hosts.
     pub lua_stages: Vec<StageSpec>,
     pub lua: LuaSettings,
+    pub management: Option<ManagementRt>,
+    /// Every file this generation was built from (config files, scripts dir), for reload watching.
+    pub watch: Vec<std::path::PathBuf>,
+    pub watch_enabled: bool,
+    pub watch_interval: Duration,
+}
+
+/// The management API as served.
+#[derive(Debug, Clone)]
+pub struct ManagementRt {
+    pub network: String,
+    /// "/admin" (leading slash, no trailing slash).
+    pub base_path: String,
+    pub token: Option<String>,
 }
 
 /// What a worker needs to build its Lua host.
@@ -176,11 +190,50 @@ impl Generation {
             limits: LuaLimits { instructions: p.lua_max_instructions, memory: p.lua_memory_bytes },
             cache_entries: p.lua_cache_entries,
         };
-        Ok(Generation { id, settings, networks, pipelines, endpoints, middleware, backends, lua_stages, lua })
+        let management = match &cfg.management {
+            Some(m) if m.enabled => {
+                let token = match (&m.token, &m.token_file) {
+                    (Some(t), _) => Some(t.clone()),
+                    (None, Some(f)) => Some(
+                        std::fs::read_to_string(f)
+                            .map_err(|e| format!("management.token_file {}: {e}", f.display()))?
+                            .trim()
+                            .to_string(),
+                    ),
+                    _ => None,
+                };
+                Some(ManagementRt {
+                    network: m.network.clone(),
+                    base_path: format!("/{}", m.base_path.trim_matches('/')),
+                    token,
+                })
+            }
+            _ => None,
+        };
+        let mut watch = cfg.files.clone();
+        watch.push(p.pipelines_path.clone());
+        if !lua_stages.is_empty() {
+            watch.push(p.scripts_path.clone());
+        }
+        Ok(Generation {
+            id,
+            settings,
+            networks,
+            pipelines,
+            endpoints,
+            middleware,
+            backends,
+            lua_stages,
+            lua,
+            management,
+            watch,
+            watch_enabled: p.watch,
+            watch_interval: Duration::from_millis(p.watch_interval_ms),
+        })
     }
 
-    /// Route a normalised path arriving on network `net`.
-    pub fn route(&self, net: usize, path: &str) -> Option<RouteMatch> {
-        match_route(&self.networks.get(net)?.routes, path)
+    /// Route a normalised path arriving on the network named `net`.
+    pub fn route(&self, net: &str, path: &str) -> Option<RouteMatch> {
+        match_route(&self.networks.iter().find(|n| n.name == net)?.routes, path)
     }
 }

@@ -11,7 +11,7 @@ mod router;
 
 pub use backend::{Backend, HttpUpstream};
 pub use error::ProxyError;
-pub use generation::{Generation, Limits, Settings};
+pub use generation::{Generation, Limits, LuaSettings, ManagementRt, NetworkRt, PipelineRt, Settings};
 pub use middleware::{Ctx, Flow, LocalResponse, Middleware};
 pub use path::normalize_path;
 pub use router::{route_path, Route, RouteMatch};

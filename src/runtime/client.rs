@@ -47,7 +47,7 @@ pub(crate) struct Client {
     /// `peer.ip()` as text, for X-Forwarded-For (formatted once per connection).
     pub(crate) peer_ip: String,
     /// Network index (in the generation) of the listener that accepted it.
-    pub(crate) net: usize,
+    pub(crate) net: Arc<str>,
     pub(crate) rd: bool,
     pub(crate) wr: bool,
     pub(crate) eof: bool,
@@ -76,7 +76,7 @@ impl Client {
         sock: Transport,
         key: usize,
         peer: SocketAddr,
-        net: usize,
+        net: Arc<str>,
         now: Instant,
         gen: Arc<Generation>,
     ) -> Self {

@@ -161,7 +161,11 @@ impl Worker {
             let detail = "ambiguous or malformed percent-encoding in path".into();
             return self.fail_exchange(c, ProxyError::BadRequest { status: 400, detail });
         };
-        let Some(m) = gen.route(c.net, &norm) else {
+        if let Some((mgmt, rest)) = self.management_path(c, &norm) {
+            let rest = rest.to_string();
+            return self.management(c, &mgmt, &head.method, &rest, &head.headers);
+        }
+        let Some(m) = gen.route(&c.net, &norm) else {
             return self.fail_exchange(c, ProxyError::NoRoute);
         };
         if let Some(a) = authority {
@@ -288,7 +292,12 @@ impl Worker {
             }
         }
         let msg = ex.req.take().expect("request");
-        let state = Rc::try_unwrap(msg).map(RefCell::into_inner).unwrap_or_else(|rc| clone_state(&rc.borrow()));
+        let mut state = Rc::try_unwrap(msg).map(RefCell::into_inner).unwrap_or_else(|rc| clone_state(&rc.borrow()));
+        if state.body_changed {
+            // the framing fields described the old body
+            state.headers.remove("content-length");
+            state.headers.remove("transfer-encoding");
+        }
         let buffered = match &state.body {
             Body::Loaded(b) if ex.has_body || state.body_changed => Some(b.clone()),
             _ => None,

@@ -7,7 +7,7 @@ use crate::pipeline::Generation;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 
-fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<mio::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<mio::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     if reuse_port {
@@ -25,14 +25,14 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<mio::net::TcpList
 /// One listener per network with an HTTP listener, for one worker.
 pub(crate) fn bind_all(gen: &Generation, reuse_port: bool) -> Result<Vec<Listener>, RuntimeError> {
     let mut out = Vec::new();
-    for (i, n) in gen.networks.iter().enumerate() {
+    for n in &gen.networks {
         if let Some(addr) = n.http {
             let sock = bind(addr, reuse_port).map_err(|source| RuntimeError::Bind {
                 network: n.name.clone(),
                 addr,
                 source,
             })?;
-            out.push(Listener { sock, net: i });
+            out.push(Listener { sock, addr, net: n.name.as_str().into() });
         }
     }
     Ok(out)

@@ -4,12 +4,15 @@
 
 mod buf;
 mod client;
+mod control;
 mod echo;
 mod exchange;
 mod fmt;
 mod forward;
 mod ids;
 mod listener;
+mod management;
+mod reload;
 mod request_body;
 mod respond;
 mod response;
@@ -20,10 +23,14 @@ mod upstream;
 mod worker;
 
 use crate::pipeline::Generation;
+use control::{Metrics, Shared, Status, Trigger};
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
-use worker::{Control, Worker};
+use worker::Worker;
 
 /// Errors that stop the proxy from starting.
 #[derive(Debug)]
@@ -60,8 +67,10 @@ pub fn check_lua(gen: &Generation) -> Result<(), Vec<String>> {
     worker::build_lua(gen, cache).map(|_| ())
 }
 
-/// Serve `gen` until SIGTERM/SIGINT, then drain and return.
-pub fn run(gen: Generation) -> Result<(), RuntimeError> {
+/// Serve `gen` (built from the config file `config_path`) until
+/// SIGTERM/SIGINT, reloading on SIGHUP, file changes and API requests; then
+/// drain and return.
+pub fn run(gen: Generation, config_path: &Path) -> Result<(), RuntimeError> {
     let gen = Arc::new(gen);
     let workers = gen.settings.workers;
     let mut per_worker = Vec::with_capacity(workers);
@@ -78,16 +87,33 @@ pub fn run(gen: Generation) -> Result<(), RuntimeError> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])?;
-    let control = Arc::new(Control { shutdown: Default::default() });
-    let mut wakers = Vec::new();
+    let (reload_tx, reload_rx) = std::sync::mpsc::channel();
+    let now = std::time::SystemTime::now();
+    let shared = Arc::new(Shared {
+        shutdown: Default::default(),
+        started: std::time::Instant::now(),
+        workers,
+        status: Mutex::new(Status {
+            generation: gen.id,
+            loaded_at: now,
+            last_reload: None,
+            reloads_ok: 0,
+            reloads_failed: 0,
+        }),
+        reload_tx: Mutex::new(reload_tx),
+        metrics: (0..workers).map(|_| Mutex::new(Metrics::default())).collect(),
+        open_connections: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+    });
     let mut handles = Vec::new();
+    let mut links = Vec::new();
     for (i, listeners) in per_worker.into_iter().enumerate() {
         // a worker owns its Lua state, which cannot cross threads: build it there
         let (tx, rx) = std::sync::mpsc::channel();
-        let (g, ctl) = (gen.clone(), control.clone());
+        let (inbox_tx, inbox_rx) = std::sync::mpsc::channel();
+        let (g, sh) = (gen.clone(), shared.clone());
         let spawn =
             std::thread::Builder::new().name(format!("harmony-worker-{i}")).spawn(move || {
-                match Worker::new(g, listeners, ctl, i) {
+                match Worker::new(g, listeners, sh, i, inbox_rx) {
                     Ok((w, waker)) => {
                         let _ = tx.send(Ok(waker));
                         w.run();
@@ -99,22 +125,21 @@ pub fn run(gen: Generation) -> Result<(), RuntimeError> {
             })?;
         handles.push(spawn);
         match rx.recv() {
-            Ok(Ok(waker)) => wakers.push(waker),
+            Ok(Ok(waker)) => links.push(reload::WorkerLink { tx: inbox_tx, waker }),
             Ok(Err(e)) => return Err(RuntimeError::Worker(e)),
             Err(_) => return Err(RuntimeError::Worker("worker thread exited during start-up".into())),
         }
     }
     log::info!("harmony '{}' started with {workers} worker(s)", gen.settings.gateway_id);
-    drop(gen);
     crate::logging::flush_thread();
 
+    let mut coordinator = reload::Coordinator::new(config_path.to_path_buf(), gen, links, shared.clone());
     let mut stopping = false;
     loop {
         for sig in signals.pending() {
             match sig {
-                signal_hook::consts::SIGHUP => {
-                    log::warn!("SIGHUP received: configuration reload is not available in this build")
-                }
+                signal_hook::consts::SIGHUP if !stopping => coordinator.reload(Trigger::Signal, None),
+                signal_hook::consts::SIGHUP => {}
                 _ if stopping => {
                     log::warn!("second stop signal: exiting without waiting for in-flight work");
                     crate::logging::flush_thread();
@@ -123,18 +148,22 @@ pub fn run(gen: Generation) -> Result<(), RuntimeError> {
                 _ => {
                     log::info!("stop signal received: draining in-flight requests");
                     stopping = true;
-                    control.shutdown.store(true, Ordering::Release);
-                    for w in &wakers {
-                        let _ = w.wake();
-                    }
+                    shared.shutdown.store(true, Ordering::Release);
+                    coordinator.wake_all();
                 }
             }
+        }
+        // wait here (instead of sleeping) so an API reload is answered at once
+        if let Ok(req) = reload_rx.recv_timeout(Duration::from_millis(50)) {
+            coordinator.reload(req.trigger, req.reply);
+        }
+        if !stopping {
+            coordinator.poll_files();
         }
         crate::logging::flush_thread();
         if handles.iter().all(|h| h.is_finished()) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
     for h in handles {
         if h.join().is_err() {
@@ -142,5 +171,6 @@ pub fn run(gen: Generation) -> Result<(), RuntimeError> {
         }
     }
     log::info!("harmony stopped");
+    crate::logging::flush_thread();
     Ok(())
 }

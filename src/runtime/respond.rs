@@ -263,6 +263,11 @@ impl Worker {
         if err.status() >= 500 {
             log::warn!("rid={} {}", ex.request_id, err);
         }
+        if matches!(err.status(), 502 | 504) {
+            if let Ok(mut m) = self.shared.metrics[self.index].lock() {
+                m.upstream_errors += 1;
+            }
+        }
         // a failure inside the response stages does not run them again
         let run_stages = ex.resp.take().is_none();
         let rid = ex.request_id.clone();
@@ -308,6 +313,11 @@ impl Worker {
     }
 
     fn access_log(&self, c: &Client, ex: &super::exchange::Exchange, status: u16) {
+        let elapsed = std::time::Instant::now().saturating_duration_since(ex.started);
+        if let Ok(mut m) = self.shared.metrics[self.index].lock() {
+            let pipeline = ex.ctx.as_ref().map_or("-", |x| ex.gen.pipelines[x.pipeline].name.as_str());
+            m.record(pipeline, status, elapsed.as_secs_f64());
+        }
         if !ex.gen.settings.access_log {
             return;
         }
@@ -316,7 +326,7 @@ impl Worker {
             (None, Some(ctx)) if ex.status != 0 => ex.gen.pipelines[ctx.pipeline].name.clone(),
             _ => "-".to_string(),
         };
-        let us = std::time::Instant::now().saturating_duration_since(ex.started).as_micros();
+        let us = elapsed.as_micros();
         log::info!(
             target: "access",
             "{} {} {} {} {}B {}us up={} rid={}",

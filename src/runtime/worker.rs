@@ -3,6 +3,7 @@
 
 use super::buf::BufPool;
 use super::client::{Client, Phase};
+use super::control::{Shared, WorkerMsg};
 use super::ids::RequestIds;
 use super::slab::Slab;
 use super::timer::Timers;
@@ -16,7 +17,8 @@ use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +28,10 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 
 pub(crate) struct Listener {
     pub(crate) sock: TcpListener,
-    /// Index of the network in the generation.
-    pub(crate) net: usize,
+    pub(crate) addr: SocketAddr,
+    /// Name of the network it belongs to (routing looks it up by name, so
+    /// a listener kept across a reload keeps working).
+    pub(crate) net: Arc<str>,
 }
 
 /// Who owns an upstream connection's slab slot.
@@ -43,14 +47,10 @@ pub(crate) enum Slot {
     Upstream(Owner),
 }
 
-/// Signals shared between the main thread and a worker.
-pub(crate) struct Control {
-    pub(crate) shutdown: AtomicBool,
-}
-
 pub(crate) struct Worker {
     pub(crate) poll: Poll,
-    pub(crate) listeners: Vec<Listener>,
+    /// Listener slots; the token of a listener is its index (None once removed).
+    pub(crate) listeners: Vec<Option<Listener>>,
     pub(crate) slab: Slab<Slot>,
     pub(crate) pool: Pool,
     pub(crate) timers: Timers,
@@ -67,7 +67,10 @@ pub(crate) struct Worker {
     pub(crate) draining: bool,
     /// Clients that used up their turn with work left; driven again next turn.
     again: Vec<usize>,
-    control: Arc<Control>,
+    pub(crate) shared: Arc<Shared>,
+    /// This worker's index (for metrics and reload replies).
+    pub(crate) index: usize,
+    inbox: Receiver<WorkerMsg>,
 }
 
 impl Worker {
@@ -75,8 +78,9 @@ impl Worker {
     pub(crate) fn new(
         gen: Arc<Generation>,
         listeners: Vec<Listener>,
-        control: Arc<Control>,
+        shared: Arc<Shared>,
         index: usize,
+        inbox: Receiver<WorkerMsg>,
     ) -> Result<(Self, Arc<Waker>), String> {
         let io = |e: io::Error| e.to_string();
         let poll = Poll::new().map_err(io)?;
@@ -85,6 +89,7 @@ impl Worker {
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(&mut l.sock, Token(i), Interest::READABLE).map_err(io)?;
         }
+        let listeners = listeners.into_iter().map(Some).collect();
         let cache = Rc::new(RefCell::new(Cache::new(gen.lua.cache_entries)));
         let lua = build_lua(&gen, cache.clone()).map_err(|e| e.join("; "))?;
         let pool = Pool::new(gen.settings.upstream_pool_size);
@@ -105,7 +110,9 @@ impl Worker {
                 accept_paused: false,
                 draining: false,
                 again: Vec::new(),
-                control,
+                shared,
+                index,
+                inbox,
             },
             waker,
         ))
@@ -156,7 +163,8 @@ impl Worker {
                     self.accept(i);
                 }
             }
-            if !self.draining && self.control.shutdown.load(Ordering::Acquire) {
+            self.process_inbox();
+            if !self.draining && self.shared.shutdown.load(Ordering::Acquire) {
                 self.start_drain();
                 drain_deadline = Some(self.now + self.gen.settings.drain_timeout);
             }
@@ -186,10 +194,10 @@ impl Worker {
                 self.accept_paused = true;
                 return;
             }
-            let Some(l) = self.listeners.get(li) else { return };
+            let Some(Some(l)) = self.listeners.get(li) else { return };
             match l.sock.accept() {
                 Ok((mut sock, peer)) => {
-                    let net = l.net;
+                    let net = l.net.clone();
                     if let Err(e) = sock.set_nodelay(true) {
                         log::debug!("set_nodelay on {peer}: {e}");
                     }
@@ -203,6 +211,7 @@ impl Worker {
                         continue;
                     }
                     self.clients += 1;
+                    self.shared.open_connections[self.index].store(self.clients, Ordering::Relaxed);
                     let c = Box::new(Client::new(Transport::Plain(sock), key, peer, net, self.now, self.gen.clone()));
                     self.put_client(key, c);
                     // data may already be waiting; edge-triggered readiness will also report it
@@ -219,7 +228,7 @@ impl Worker {
         }
     }
 
-    fn take_client(&mut self, key: usize) -> Option<Box<Client>> {
+    pub(crate) fn take_client(&mut self, key: usize) -> Option<Box<Client>> {
         match self.slab.get_mut(key) {
             Some(Slot::Client(c)) => c.take(),
             _ => None,
@@ -315,7 +324,7 @@ impl Worker {
 
     /// Drive a client (and its upstream) as far as possible, then put it back
     /// or tear it down.
-    fn drive(&mut self, key: usize, mut c: Box<Client>) {
+    pub(crate) fn drive(&mut self, key: usize, mut c: Box<Client>) {
         if self.progress(&mut c) {
             self.again.push(key);
         }
@@ -349,6 +358,7 @@ impl Worker {
         c.wbuf.release(&mut self.bufs);
         self.slab.remove(key);
         self.clients -= 1;
+        self.shared.open_connections[self.index].store(self.clients, Ordering::Relaxed);
     }
 
     /// Register a fresh upstream connection in the slab and poll.
@@ -414,7 +424,7 @@ impl Worker {
 
     fn start_drain(&mut self) {
         self.draining = true;
-        for mut l in std::mem::take(&mut self.listeners) {
+        for mut l in std::mem::take(&mut self.listeners).into_iter().flatten() {
             let _ = self.poll.registry().deregister(&mut l.sock);
         }
         for up in self.pool.drain_all() {
@@ -438,4 +448,67 @@ pub(crate) fn build_lua(gen: &Generation, cache: Rc<RefCell<Cache>>) -> Result<O
     LuaHost::build(&gen.lua.scripts_path, &gen.lua.limits, &gen.lua_stages, cache)
         .map(|h| Some(Rc::new(h)))
         .map_err(|e| e.0)
+}
+
+impl Worker {
+    /// Messages from the main thread: new generations, reload answers.
+    fn process_inbox(&mut self) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                WorkerMsg::Swap { gen, add, remove } => self.swap(gen, add, remove),
+                WorkerMsg::ReloadDone { client, outcome } => self.reload_done(client, outcome),
+            }
+        }
+    }
+
+    /// Serve a new generation. In-flight exchanges keep the one they pinned;
+    /// the old Lua state is freed when the last of them ends.
+    fn swap(&mut self, gen: Arc<Generation>, add: Vec<Listener>, remove: Vec<SocketAddr>) {
+        match build_lua(&gen, self.cache.clone()) {
+            Ok(lua) => {
+                self.lua = lua;
+                self.gen = gen;
+            }
+            Err(e) => {
+                // validated on the main thread already; this would be a script that
+                // behaves differently per state (init depending on randomness, ...)
+                log::error!(
+                    "worker {}: keeping generation {}: Lua failed here: {}",
+                    self.index,
+                    self.gen.id,
+                    e.join("; ")
+                );
+                return;
+            }
+        }
+        for addr in remove {
+            for slot in self.listeners.iter_mut() {
+                if slot.as_ref().is_some_and(|l| l.addr == addr) {
+                    if let Some(mut l) = slot.take() {
+                        let _ = self.poll.registry().deregister(&mut l.sock);
+                    }
+                }
+            }
+        }
+        for mut l in add {
+            let token = Token(self.listeners.len());
+            match self.poll.registry().register(&mut l.sock, token, Interest::READABLE) {
+                Ok(()) => {
+                    self.listeners.push(Some(l));
+                    self.accept(token.0);
+                }
+                Err(e) => log::error!("worker {}: cannot register listener {}: {e}", self.index, l.addr),
+            }
+        }
+        // a kept listener may now belong to a renamed network
+        for l in self.listeners.iter_mut().flatten() {
+            if let Some(n) = self.gen.networks.iter().find(|n| n.http == Some(l.addr)) {
+                if *l.net != *n.name {
+                    l.net = n.name.as_str().into();
+                }
+            }
+        }
+        self.pool.max_per_addr = self.gen.settings.upstream_pool_size;
+        log::debug!("worker {} now serves generation {}", self.index, self.gen.id);
+    }
 }

@@ -59,7 +59,7 @@ fn relative_paths_resolve_against_the_naming_file() {
         "[proxy]\npipelines_path = \"pipes\"\nscripts_path = \"../lua\"\n\
          [network.default.http]\nbind_port = 8080\n\
          [logging]\nlog_to_file = true\nfile_path = \"logs/h.log\"\n\
-         [management]\nenabled = false\nnetwork = \"default\"\ntoken_file = \"secret/token\"\n",
+         [management]\nenabled = true\nnetwork = \"default\"\ntoken_file = \"secret/token\"\n",
     );
     write(&dir, "etc/secret/token", "s3cret\n");
     write(&dir, "etc/pipes/a.toml", "[backends.b]\nservice = \"echo\"\n");

@@ -1,0 +1,203 @@
+//! The reload coordinator (main thread): builds a complete new generation —
+//! parse, validate, compile every script, run every `init`, bind new
+//! listeners — and hands it to the workers only if all of that succeeded.
+
+use super::control::{ReloadOutcome, Shared, Trigger, WorkerMsg};
+use super::listener;
+use super::worker::Listener;
+use crate::pipeline::Generation;
+use mio::Waker;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+pub(crate) struct WorkerLink {
+    pub(crate) tx: Sender<WorkerMsg>,
+    pub(crate) waker: Arc<Waker>,
+}
+
+type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+
+pub(crate) struct Coordinator {
+    config_path: PathBuf,
+    current: Arc<Generation>,
+    links: Vec<WorkerLink>,
+    shared: Arc<Shared>,
+    next_id: u64,
+    seen: Fingerprint,
+    /// A change seen once; reloaded when the next look finds it unchanged
+    /// (so a file caught half-written is not loaded).
+    settling: Option<Fingerprint>,
+    last_look: Instant,
+}
+
+impl Coordinator {
+    pub(crate) fn new(
+        config_path: PathBuf,
+        current: Arc<Generation>,
+        links: Vec<WorkerLink>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let seen = fingerprint(&current.watch);
+        let next_id = current.id + 1;
+        Coordinator { config_path, current, links, shared, next_id, seen, settling: None, last_look: Instant::now() }
+    }
+
+    pub(crate) fn wake_all(&self) {
+        for l in &self.links {
+            let _ = l.waker.wake();
+        }
+    }
+
+    /// Reload now; answer `reply` (worker, client) when done.
+    pub(crate) fn reload(&mut self, trigger: Trigger, reply: Option<(usize, usize)>) {
+        let started = Instant::now();
+        let outcome = self.try_reload();
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if outcome.ok {
+            log::info!("reload ({}) ok: generation {} in {ms:.1} ms", trigger.as_str(), outcome.generation);
+        } else {
+            log::error!(
+                "reload ({}) failed, generation {} keeps serving:\n  {}",
+                trigger.as_str(),
+                self.current.id,
+                outcome.errors.join("\n  ")
+            );
+        }
+        if let Ok(mut s) = self.shared.status.lock() {
+            if outcome.ok {
+                s.generation = outcome.generation;
+                s.loaded_at = SystemTime::now();
+                s.reloads_ok += 1;
+            } else {
+                s.reloads_failed += 1;
+            }
+            s.last_reload = Some(super::control::LastReload {
+                at: SystemTime::now(),
+                trigger,
+                ok: outcome.ok,
+                errors: outcome.errors.clone(),
+            });
+        }
+        // what is on disk now is what we have seen, whatever the result
+        self.seen = fingerprint(&self.current.watch);
+        self.settling = None;
+        if let Some((w, client)) = reply {
+            if let Some(l) = self.links.get(w) {
+                let _ = l.tx.send(WorkerMsg::ReloadDone { client, outcome });
+                let _ = l.waker.wake();
+            }
+        }
+    }
+
+    fn try_reload(&mut self) -> ReloadOutcome {
+        let serving = self.current.id;
+        let fail = |errors: Vec<String>| ReloadOutcome { ok: false, generation: serving, errors };
+        let cfg = match crate::config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(errs) => return fail(errs.iter().map(|e| e.to_string()).collect()),
+        };
+        let gen = match Generation::build(&cfg, self.next_id) {
+            Ok(g) => g,
+            Err(e) => return fail(vec![e]),
+        };
+        if let Err(errs) = super::check_lua(&gen) {
+            return fail(errs);
+        }
+        let workers = self.links.len();
+        if gen.settings.workers != workers {
+            log::warn!(
+                "proxy.workers changed to {}: takes effect at the next restart ({} now)",
+                gen.settings.workers,
+                workers
+            );
+        }
+        // listeners: keep unchanged addresses, open new ones, close removed ones
+        let addrs = |g: &Generation| -> Vec<(SocketAddr, String)> {
+            g.networks.iter().filter_map(|n| n.http.map(|a| (a, n.name.clone()))).collect()
+        };
+        let old = addrs(&self.current);
+        let new = addrs(&gen);
+        let remove: Vec<SocketAddr> =
+            old.iter().filter(|(a, _)| !new.iter().any(|(b, _)| a == b)).map(|(a, _)| *a).collect();
+        let mut add: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
+        for (addr, name) in new.iter().filter(|(a, _)| !old.iter().any(|(b, _)| a == b)) {
+            for per_worker in add.iter_mut() {
+                match listener::bind(*addr, workers > 1) {
+                    Ok(sock) => per_worker.push(Listener { sock, addr: *addr, net: name.as_str().into() }),
+                    Err(e) => return fail(vec![format!("cannot listen on {addr} (network '{name}'): {e}")]),
+                }
+            }
+        }
+        let gen = Arc::new(gen);
+        for (link, add) in self.links.iter().zip(add) {
+            let _ = link.tx.send(WorkerMsg::Swap { gen: gen.clone(), add, remove: remove.clone() });
+            let _ = link.waker.wake();
+        }
+        for (addr, name) in new.iter().filter(|(a, _)| !old.iter().any(|(b, _)| a == b)) {
+            log::info!("network '{name}' now listening on http://{addr}");
+        }
+        for addr in &remove {
+            log::info!("stopped listening on {addr}");
+        }
+        self.current = gen;
+        self.next_id += 1;
+        ReloadOutcome { ok: true, generation: self.current.id, errors: Vec::new() }
+    }
+
+    /// Look for changed config files and scripts (when `proxy.watch` is on).
+    pub(crate) fn poll_files(&mut self) {
+        if !self.current.watch_enabled || self.last_look.elapsed() < self.current.watch_interval {
+            return;
+        }
+        self.last_look = Instant::now();
+        let now = fingerprint(&self.current.watch);
+        if now == self.seen {
+            self.settling = None;
+            return;
+        }
+        if self.settling.as_ref() == Some(&now) {
+            self.reload(Trigger::FileChange, None);
+        } else {
+            self.settling = Some(now);
+        }
+    }
+}
+
+/// Modification time and size of every watched file (directories are walked
+/// for `*.toml` and `*.lua`, to a bounded depth and count).
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
+    let mut out = Vec::new();
+    for p in paths {
+        walk(p, 0, &mut out);
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn walk(p: &Path, depth: usize, out: &mut Fingerprint) {
+    if out.len() > 10_000 {
+        return;
+    }
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => {
+            if depth > 8 {
+                return;
+            }
+            if let Ok(entries) = std::fs::read_dir(p) {
+                for e in entries.flatten() {
+                    let path = e.path();
+                    let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                    let wanted = path.extension().is_some_and(|x| x == "toml" || x == "lua");
+                    if is_dir || wanted {
+                        walk(&path, depth + 1, out);
+                    }
+                }
+            }
+        }
+        Ok(m) => out.push((p.to_path_buf(), Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())))),
+        Err(_) => out.push((p.to_path_buf(), None)),
+    }
+}
