@@ -129,6 +129,11 @@ impl Worker {
     }
 
     fn head_phase(&mut self, c: &mut Client) -> bool {
+        if c.wbuf.len() >= HIGH_WATER {
+            // the client is not reading its answers: take no new request
+            // (pipelined ones wait in the buffer) until it catches up
+            return false;
+        }
         if !c.rbuf.is_empty() {
             let limits = &self.gen.settings.limits;
             match http1::parse_request(c.rbuf.bytes(), limits) {
@@ -152,8 +157,9 @@ impl Worker {
             }
         }
         if c.eof {
-            // a partial head followed by EOF gets no answer: nobody is listening
-            c.phase = Phase::Closed;
+            // the client half-closed: finish sending what it asked for, then close
+            // (a partial head followed by EOF gets no answer)
+            c.phase = if c.wbuf.is_empty() { Phase::Closed } else { Phase::Closing };
             return true;
         }
         if !c.rd || c.wbuf.len() >= HIGH_WATER {
@@ -228,7 +234,8 @@ impl Worker {
         if n > 0 {
             c.last_write = self.now;
             if let Some(ex) = c.ex.as_mut() {
-                ex.bytes_out += n as u64;
+                // the upstream's silence while we waited on the client is not its fault
+                ex.up_since = self.now;
             }
         }
         match outcome {
@@ -300,7 +307,15 @@ impl Worker {
                         if !up.connected {
                             consider(ex.up_since + s.connect_timeout, TimeoutKind::Connect);
                         } else if !ex.resp_done {
-                            consider(ex.up_since + ex.up_timeout, TimeoutKind::Upstream);
+                            // the upstream is on the clock while it has bytes of ours to take,
+                            // or owes us a response we have room for; not while we wait
+                            // for the client to send its body or to read what we relayed
+                            let upstream_owes = !up.wbuf.is_empty()
+                                || (ex.req_done && c.wbuf.len() < HIGH_WATER)
+                                || ex.resp.as_ref().is_some_and(|r| r.collecting.is_some());
+                            if upstream_owes {
+                                consider(ex.up_since + ex.up_timeout, TimeoutKind::Upstream);
+                            }
                         }
                     }
                 }

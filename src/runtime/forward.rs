@@ -81,8 +81,10 @@ fn upstream_head(
     http1::remove_hop_by_hop(&mut h);
     h.remove("content-length");
     h.remove("expect");
-    if !upstream.preserve_host || client_host.is_none() {
-        h.set("Host", upstream.host_header.as_bytes());
+    // set Host after the hop-by-hop removal ("Connection: host" must not drop it)
+    match (&client_host, upstream.preserve_host) {
+        (Some(host), true) => h.set("Host", host),
+        _ => h.set("Host", upstream.host_header.as_bytes()),
     }
     match h.get("x-forwarded-for") {
         Some(prev) => {

@@ -56,6 +56,9 @@ impl Worker {
                 if step.consumed > 0 || step.done {
                     let data = &c.rbuf.bytes()[step.data.clone()];
                     match &mut ex.sink {
+                        Sink::Upstream { .. } if c.up.as_ref().is_some_and(|u| u.write_closed) => {
+                            // the upstream stopped reading (it answered early): drop the rest
+                        }
                         Sink::Upstream { chunked } => {
                             let up = c.up.as_mut().expect("upstream");
                             let out = up.wbuf.vec(&mut self.bufs);
@@ -121,7 +124,9 @@ impl Worker {
             if !c.rd {
                 return moved;
             }
-            match c.rbuf.read_from(&mut c.sock, &mut self.bufs, BUF_SIZE) {
+            // chunked trailers may need up to max_head_bytes at once
+            let limit = BUF_SIZE.max(ex_limit(c));
+            match c.rbuf.read_from(&mut c.sock, &mut self.bufs, limit) {
                 ReadOutcome::Data { n, drained } => {
                     if drained && !c.hup {
                         c.rd = false;
@@ -146,4 +151,8 @@ impl Worker {
             }
         }
     }
+}
+
+fn ex_limit(c: &Client) -> usize {
+    c.ex.as_ref().map_or(BUF_SIZE, |ex| ex.gen.settings.limits.max_head_bytes + 1)
 }

@@ -285,9 +285,9 @@ impl Worker {
             let reusable = ex.resp_keep_alive
                 && ex.req_done
                 && up.connected
-                && !up.eof
                 && up.rbuf.is_empty()
-                && up.wbuf.is_empty();
+                && up.wbuf.is_empty()
+                && up.idle_clean();
             if reusable {
                 self.release_upstream(up);
             } else {

@@ -54,7 +54,7 @@ impl Worker {
                 }
             }
         }
-        if up.wr && !up.wbuf.is_empty() && !up.eof {
+        if up.wr && !up.wbuf.is_empty() && !up.write_closed {
             let (n, outcome) = up.wbuf.flush_to(&mut up.sock);
             if n > 0 {
                 moved = true;
@@ -67,13 +67,15 @@ impl Worker {
                     // the upstream may still have answered (e.g. 413 then close): read what it sent
                     log::debug!("rid={} write to upstream {}: {e}", ex.request_id, up.addr);
                     up.wbuf.clear();
-                    up.eof = true;
+                    up.write_closed = true;
+                    up.rd = true; // look for its answer (or the EOF/RST) now
                     moved = true;
                 }
             }
         }
         while up.rd && !up.eof && !ex.resp_done && c.wbuf.len() < HIGH_WATER {
-            let limit = if ex.resp_dec.is_none() { self.gen.settings.limits.max_head_bytes + 1 } else { BUF_SIZE };
+            // a head, or a chunked trailer section, may need up to max_head_bytes at once
+            let limit = BUF_SIZE.max(self.gen.settings.limits.max_head_bytes + 1);
             match up.rbuf.read_from(&mut up.sock, &mut self.bufs, limit) {
                 ReadOutcome::Data { n, drained } => {
                     if drained && !up.hup {

@@ -19,6 +19,9 @@ pub(crate) struct UpstreamConn {
     pub(crate) eof: bool,
     /// The peer's FIN was reported: read until EOF even after a short read.
     pub(crate) hup: bool,
+    /// Writing failed (the upstream stopped reading, e.g. after an early
+    /// answer): discard further request bytes but keep reading its response.
+    pub(crate) write_closed: bool,
     pub(crate) rbuf: InBuf,
     pub(crate) wbuf: OutBuf,
     /// Taken from the pool (a stale keep-alive connection is possible).
@@ -41,6 +44,7 @@ impl UpstreamConn {
             connected: false,
             eof: false,
             hup: false,
+            write_closed: false,
             rbuf: InBuf::default(),
             wbuf: OutBuf::default(),
             reused: false,
@@ -62,6 +66,20 @@ impl UpstreamConn {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Nothing unread and no FIN pending: safe to reuse for another request.
+    /// Peeks only when readiness says there may be something (a read that
+    /// exactly filled the buffer, or a FIN seen with the last bytes).
+    pub(crate) fn idle_clean(&self) -> bool {
+        if self.hup || self.eof || self.write_closed {
+            return false;
+        }
+        if !self.rd {
+            return true;
+        }
+        let mut b = [0u8; 1];
+        matches!(self.sock.peek(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     pub(crate) fn release_buffers(&mut self, pool: &mut BufPool) {
