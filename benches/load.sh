@@ -11,6 +11,12 @@
 #   nginx    nginx (1 worker) proxying to the origin (upstream keepalive 64)
 #   harmony  target/release/harmony (workers = 1, access log off)
 #   haproxy  haproxy (nbthread 1, http-reuse always), if installed
+#   nginx_lua    nginx + lua module (if installed): access_by_lua sets a request
+#                header and checks the method, header_filter_by_lua sets one
+#                response header and removes Server
+#   harmony_lua  harmony with a Lua middleware doing the same work in
+#                on_request / on_response
+# NO_LUA=1 leaves the two Lua targets out.
 # Rounds are interleaved (origin, nginx, harmony, haproxy, origin, ...) so
 # drift on the shared cores hits every target alike. Prints a markdown table
 # of medians: requests/s, p50 and p99 latency, and each proxy's RSS after load.
@@ -89,12 +95,20 @@ fi
 
 # ---------------------------------------------------------------- configs
 O_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port); A_PORT=$(free_port)
+NL_PORT=$(free_port); HL_PORT=$(free_port)
+LUA_MOD=/usr/lib/nginx/modules/ngx_http_lua_module.so
+NDK_MOD=/usr/lib/nginx/modules/ndk_http_module.so
+HAVE_LUA=0
+if [[ -z "${NO_LUA:-}" ]]; then
+  if [[ -f $LUA_MOD && -f $NDK_MOD ]]; then HAVE_LUA=1; else note "nginx_lua not used (apt-get install -y libnginx-mod-http-lua)"; fi
+fi
 
-nginx_conf() {  # nginx_conf NAME SERVER_BODY [HTTP_EXTRA]
+nginx_conf() {  # nginx_conf NAME SERVER_BODY HTTP_EXTRA PORT [MAIN_EXTRA]
   local dir="$WORK/$1"
   mkdir -p "$dir/logs" "$dir/tmp"
   chmod -R 777 "$dir/tmp"
   cat >"$dir/nginx.conf" <<EOF
+${5:-}
 worker_processes 1;
 error_log $dir/logs/error.log warn;
 pid $dir/nginx.pid;
@@ -120,12 +134,77 @@ nginx_conf origin 'location / { default_type text/plain; return 200 "hello world
 nginx_conf nginx 'location / { proxy_pass http://origin_up; proxy_http_version 1.1; proxy_set_header Connection ""; }' \
   "upstream origin_up { server 127.0.0.1:$O_PORT; keepalive 64; }" "$N_PORT"
 
+if [[ $HAVE_LUA == 1 ]]; then
+  nginx_conf nginx_lua 'location / {
+        access_by_lua_block {
+            ngx.req.set_header("x-gateway", "bench")
+            if ngx.req.get_method() == "DELETE" then return ngx.exit(403) end
+        }
+        header_filter_by_lua_block {
+            ngx.header["x-lua"] = "1"
+            ngx.header["server"] = nil
+        }
+        proxy_pass http://origin_up; proxy_http_version 1.1; proxy_set_header Connection "";
+    }' "upstream origin_up { server 127.0.0.1:$O_PORT; keepalive 64; }" "$NL_PORT" \
+    "load_module $NDK_MOD; load_module $LUA_MOD;"
+fi
+
+mkdir -p "$WORK/harmony_lua/scripts"
+cat >"$WORK/harmony_lua/scripts/bench.lua" <<'EOF'
+-- the same work as the nginx_lua target: one request header, a method
+-- check, one response header set and one removed
+return {
+  on_request = function(req, ctx)
+    req.headers["x-gateway"] = "bench"
+    if req.method == "DELETE" then return harmony.respond(403) end
+  end,
+  on_response = function(res, ctx)
+    res.headers["x-lua"] = "1"
+    res.headers["server"] = nil
+  end,
+}
+EOF
+cat >"$WORK/harmony_lua/harmony.toml" <<EOF
+[proxy]
+id = "bench-lua"
+workers = 1
+log_level = "warn"
+scripts_path = "scripts"
+watch = false
+
+[logging]
+access_log = false
+
+[network.default.http]
+bind_address = "127.0.0.1"
+bind_port = $HL_PORT
+
+[pipelines.bench]
+networks = ["default"]
+endpoints = ["all"]
+middleware = ["bench_lua"]
+backends = ["origin"]
+
+[endpoints.all]
+service = "http"
+options = { path_prefix = "/" }
+
+[middleware.bench_lua]
+type = "lua"
+options = { script = "bench.lua" }
+
+[backends.origin]
+service = "http"
+options = { base_url = "http://127.0.0.1:$O_PORT" }
+EOF
+
 mkdir -p "$WORK/harmony/pipelines"
 cat >"$WORK/harmony/harmony.toml" <<EOF
 [proxy]
 id = "bench"
 workers = 1
 log_level = "warn"
+watch = false
 
 [logging]
 access_log = false
@@ -195,6 +274,21 @@ if [[ $HARMONY_OK == 1 ]]; then
   fi
 fi
 
+if [[ $HAVE_LUA == 1 ]]; then
+  start_nginx nginx_lua "$NL_PORT"
+  URL_OF[nginx_lua]="http://127.0.0.1:$NL_PORT/"; TARGETS+=(nginx_lua)
+fi
+if [[ $HARMONY_OK == 1 && -z "${NO_LUA:-}" ]]; then
+  "$HARMONY_BIN" -c "$WORK/harmony_lua/harmony.toml" 2>"$WORK/harmony_lua/stderr" >/dev/null &
+  hlpid=$!
+  PIDS+=("$hlpid")
+  if wait_port "$HL_PORT" "$hlpid"; then
+    PID_OF[harmony_lua]=$hlpid; URL_OF[harmony_lua]="http://127.0.0.1:$HL_PORT/"; TARGETS+=(harmony_lua)
+  else
+    note "SKIP harmony_lua: did not listen; its stderr:"; tail -n 20 "$WORK/harmony_lua/stderr" >&2 || true
+  fi
+fi
+
 if [[ $HAVE_HAPROXY == 1 ]]; then
   haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
   apid=$!
@@ -212,7 +306,7 @@ for t in "${TARGETS[@]}"; do
   body=$(curl -sS --noproxy '*' --max-time 5 "${URL_OF[$t]}" 2>&1 || true)
   if [[ $body == "hello world" ]]; then
     checked+=("$t")
-  elif [[ $t == origin || $t == nginx ]]; then
+  elif [[ $t == origin || $t == nginx || $t == nginx_lua ]]; then
     die "$t answered '$body' instead of 'hello world'"
   else
     note "SKIP $t: answered '$body' instead of 'hello world'"
@@ -260,7 +354,7 @@ declare -A RSS
 for t in "${TARGETS[@]}"; do
   pid=${PID_OF[$t]}
   case $t in
-    origin|nginx) w=$(pgrep -P "$pid" | head -n 1 || true); RSS[$t]=$([[ -n $w ]] && rss_mb "$w" || echo "?") ;;
+    origin|nginx|nginx_lua) w=$(pgrep -P "$pid" | head -n 1 || true); RSS[$t]=$([[ -n $w ]] && rss_mb "$w" || echo "?") ;;
     *) RSS[$t]=$(rss_mb "$pid") ;;
   esac
 done
@@ -290,4 +384,12 @@ if [[ -n ${RPS[harmony]:-} ]]; then
   fi
 else
   echo "harmony/nginx req/s ratio: n/a (harmony skipped, see messages above)"
+fi
+if [[ -n ${RPS[harmony_lua]:-} ]]; then
+  if [[ -n ${RPS[nginx_lua]:-} ]]; then
+    awk -v h="${RPS[harmony_lua]}" -v n="${RPS[nginx_lua]}" 'BEGIN { printf "harmony_lua/nginx_lua req/s ratio: %.2f\n", (n > 0 ? h / n : 0) }'
+  fi
+  if [[ -n ${RPS[harmony]:-} ]]; then
+    awk -v l="${RPS[harmony_lua]}" -v h="${RPS[harmony]}" 'BEGIN { printf "harmony_lua/harmony req/s ratio: %.2f (cost of the Lua stage: %.0f%%)\n", (h > 0 ? l / h : 0), (h > 0 ? 100 * (1 - l / h) : 0) }'
+  fi
 fi

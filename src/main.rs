@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let read_at = std::time::SystemTime::now();
     let cfg = match harmony::config::load(&args.config) {
         Ok(c) => c,
         Err(errors) => {
@@ -90,7 +91,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     log::info!("configuration loaded from {} ({} pipeline(s))", cfg.main_file.display(), cfg.pipelines.len());
-    match harmony::runtime::run(gen, &args.config) {
+    match harmony::runtime::run(gen, &args.config, read_at) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -89,6 +89,7 @@ impl Cache {
     }
 
     /// Number of stored entries, including expired ones not yet purged.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -4,7 +4,7 @@
 
 use super::api::{self, ApiEnv};
 use super::cache::Cache;
-use super::objects::{message_userdata, Message};
+use super::objects::{slot_userdata, Message, Slot};
 use super::sandbox::{new_state, Budget, LuaLimits};
 use crate::pipeline::LocalResponse;
 use http1::{is_valid_field_name, is_valid_field_value, Headers};
@@ -50,6 +50,9 @@ pub struct StageSpec {
     pub options: serde_json::Value,
     /// `on_error = "continue"`: a failing hook lets the request pass.
     pub continue_on_error: bool,
+    /// The script's text, read once when the generation is built, so the
+    /// check and every worker load exactly the same bytes.
+    pub source: std::sync::Arc<Vec<u8>>,
 }
 
 struct Stage {
@@ -73,6 +76,8 @@ pub enum Outcome {
 pub struct Pending {
     thread: Thread,
     mw: usize,
+    hook: Hook,
+    msg: Message,
     request_id: String,
 }
 
@@ -82,8 +87,16 @@ pub struct LoadError(pub Vec<String>);
 
 struct Prelude {
     run: Function,
+    new_ctx: Function,
     need_body: Value,
     respond: Value,
+}
+
+/// The `req` (or `res`) object of a state: made once, pointed at the
+/// message of the call being run.
+struct MsgObject {
+    slot: Slot,
+    proxy: Table,
 }
 
 pub struct LuaHost {
@@ -93,8 +106,13 @@ pub struct LuaHost {
     prelude: Prelude,
     response_slot: Rc<RefCell<Option<LocalResponse>>>,
     idle_threads: RefCell<Vec<Thread>>,
+    req: MsgObject,
+    res: MsgObject,
+    /// Interned gateway/pipeline/endpoint names for `ctx`.
+    names: RefCell<HashMap<String, mlua::LuaString>>,
     errors: Cell<u64>,
     kills_reported: Cell<u64>,
+    errors_reported: Cell<u64>,
 }
 
 fn error_id() -> String {
@@ -122,16 +140,29 @@ impl LuaHost {
         let mut errors = Vec::new();
         for spec in specs {
             budget.reset();
-            match load_stage(&lua, spec) {
+            match load_stage(&lua, spec, scripts_path) {
                 Ok(stage) => {
                     stages.insert(spec.mw, stage);
                 }
-                Err(e) => errors.push(format!("{}: middleware '{}': {}", spec.script.display(), spec.name, clean(&e))),
+                Err(e) => {
+                    // chunk names are relative to scripts_path; report full paths
+                    let rel = chunk_name(&spec.script, scripts_path);
+                    let msg = clean(&e).replace(&format!("{}:", &rel[1..]), &format!("{}:", spec.script.display()));
+                    errors.push(format!("{}: middleware '{}': {msg}", spec.script.display(), spec.name))
+                }
             }
         }
         if !errors.is_empty() {
             return Err(LoadError(errors));
         }
+        let object = |wrap: &Function| -> mlua::Result<MsgObject> {
+            let slot: Slot = Rc::new(RefCell::new(None));
+            let (ud, hdr) = slot_userdata(&lua, &slot)?;
+            Ok(MsgObject { slot, proxy: wrap.call((ud, hdr))? })
+        };
+        let wrap: Function = lua.named_registry_value("harmony.wrap").map_err(fail)?;
+        let req = object(&wrap).map_err(fail)?;
+        let res = object(&wrap).map_err(fail)?;
         lua.gc_collect().map_err(fail)?;
         Ok(LuaHost {
             lua,
@@ -140,8 +171,12 @@ impl LuaHost {
             prelude,
             response_slot,
             idle_threads: RefCell::new(Vec::new()),
+            req,
+            res,
+            names: RefCell::new(HashMap::new()),
             errors: Cell::new(0),
             kills_reported: Cell::new(0),
+            errors_reported: Cell::new(0),
         })
     }
 
@@ -188,7 +223,13 @@ impl LuaHost {
             .call((traceback, set_response, json.get::<Function>("encode")?, json.get::<Function>("decode")?))?;
         harmony.set("respond", pieces.get::<Function>("respond")?)?;
         lua.globals().set("harmony", harmony)?;
-        Ok(Prelude { run: pieces.get("run")?, need_body: pieces.get("NEED_BODY")?, respond: pieces.get("RESPOND")? })
+        lua.set_named_registry_value("harmony.wrap", pieces.get::<Function>("wrap")?)?;
+        Ok(Prelude {
+            run: pieces.get("run")?,
+            new_ctx: pieces.get("new_ctx")?,
+            need_body: pieces.get("NEED_BODY")?,
+            respond: pieces.get("RESPOND")?,
+        })
     }
 
     /// Does middleware `mw` define `hook`?
@@ -198,18 +239,27 @@ impl LuaHost {
 
     /// A fresh `ctx` table for one request.
     pub fn new_ctx(&self, gateway: &str, pipeline: &str, endpoint: &str, request_id: &str) -> mlua::Result<Table> {
-        let t = self.lua.create_table_with_capacity(0, 6)?;
-        t.set("gateway", gateway)?;
-        t.set("pipeline", pipeline)?;
-        t.set("endpoint", endpoint)?;
-        t.set("request_id", request_id)?;
-        t.set("vars", self.lua.create_table()?)?;
-        Ok(t)
+        let name = |n: &str| -> mlua::Result<mlua::LuaString> {
+            if let Some(s) = self.names.borrow().get(n) {
+                return Ok(s.clone());
+            }
+            let s = self.lua.create_string(n)?;
+            self.names.borrow_mut().insert(n.to_string(), s.clone());
+            Ok(s)
+        };
+        self.prelude.new_ctx.call((name(gateway)?, name(pipeline)?, name(endpoint)?, request_id))
     }
 
     /// `ctx.route` as set by a script, if any.
     pub fn route_of(ctx: &Table) -> Option<String> {
         ctx.get::<Option<String>>("route").ok().flatten()
+    }
+
+    fn object(&self, hook: Hook) -> &MsgObject {
+        match hook {
+            Hook::Response => &self.res,
+            _ => &self.req,
+        }
     }
 
     /// Run `hook` of middleware `mw` on `msg`.
@@ -220,20 +270,22 @@ impl LuaHost {
             Ok(t) => t,
             Err(e) => return self.failed(stage, request_id, &e.to_string()),
         };
-        let ud = match message_userdata(&self.lua, msg) {
-            Ok(u) => u,
-            Err(e) => return self.failed(stage, request_id, &e.to_string()),
-        };
+        let obj = self.object(hook);
+        *obj.slot.borrow_mut() = Some(msg.clone());
         self.budget.reset();
         *self.response_slot.borrow_mut() = None;
-        let r = thread.resume::<MultiValue>((f, ud, ctx.clone()));
-        self.settle(Pending { thread, mw, request_id: request_id.to_string() }, r)
+        let r = thread.resume::<MultiValue>((f, obj.proxy.clone(), ctx.clone()));
+        *obj.slot.borrow_mut() = None;
+        self.settle(Pending { thread, mw, hook, msg: msg.clone(), request_id: request_id.to_string() }, r)
     }
 
     /// Continue a call that waited for a body.
     pub fn resume(&self, p: Pending) -> Outcome {
+        let obj = self.object(p.hook);
+        *obj.slot.borrow_mut() = Some(p.msg.clone());
         self.budget.reset();
         let r = p.thread.resume::<MultiValue>(());
+        *obj.slot.borrow_mut() = None;
         self.settle(p, r)
     }
 
@@ -310,10 +362,11 @@ impl LuaHost {
         self.budget.kills()
     }
 
-    /// Budget kills since the last call (for metrics).
-    pub fn take_kills(&self) -> u64 {
-        let now = self.budget.kills();
-        now - self.kills_reported.replace(now)
+    /// (hook failures, budget kills) since the last call, for metrics.
+    pub fn take_counts(&self) -> (u64, u64) {
+        let kills = self.budget.kills();
+        let errors = self.errors.get();
+        (errors - self.errors_reported.replace(errors), kills - self.kills_reported.replace(kills))
     }
 
     /// Bytes the state currently holds.
@@ -327,10 +380,16 @@ fn clean(e: &mlua::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
-fn load_stage(lua: &Lua, spec: &StageSpec) -> mlua::Result<Stage> {
-    let src = std::fs::read(&spec.script).map_err(|e| mlua::Error::runtime(format!("cannot read script: {e}")))?;
-    let chunk_name = format!("@{}", spec.script.display());
-    let module: Value = lua.load(src).set_name(chunk_name).set_mode(ChunkMode::Text).call(())?;
+/// Lua cuts chunk names to 60 bytes: name scripts relative to scripts_path
+/// so errors keep the whole `file:line`.
+pub(crate) fn chunk_name(path: &Path, scripts_path: &Path) -> String {
+    let rel = path.strip_prefix(scripts_path).unwrap_or(path);
+    format!("@{}", rel.display())
+}
+
+fn load_stage(lua: &Lua, spec: &StageSpec, scripts_path: &Path) -> mlua::Result<Stage> {
+    let chunk_name = chunk_name(&spec.script, scripts_path);
+    let module: Value = lua.load(&spec.source[..]).set_name(chunk_name).set_mode(ChunkMode::Text).call(())?;
     let Value::Table(module) = module else {
         return Err(mlua::Error::runtime(
             "the script must return a table of hooks (init, on_request, on_response, ...)",

@@ -3,7 +3,7 @@
 //! table whose `body` field can suspend the hook until the body is buffered.
 
 use http1::{is_valid_field_name, is_valid_field_value, Headers};
-use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataMethods, Value};
+use mlua::{AnyUserData, Lua, LuaString, MetaMethod, Table, UserData, UserDataMethods, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -35,10 +35,20 @@ pub struct MessageState {
 
 pub type Message = Rc<RefCell<MessageState>>;
 
+/// Which message a host's `req` (or `res`) object stands for right now. The
+/// objects are created once per state and pointed at the message of the
+/// call being run, so a hook call allocates no userdata; outside a call the
+/// slot is empty and using a stashed `req` is an error.
+pub(crate) type Slot = Rc<RefCell<Option<Message>>>;
+
 /// The userdata behind `req`/`res`.
-pub(crate) struct MsgUd(pub Message);
+pub(crate) struct MsgUd(pub Slot);
 /// The userdata behind `req.headers`/`res.headers`.
-pub(crate) struct HeadersUd(pub Message);
+pub(crate) struct HeadersUd(pub Slot);
+
+fn current(slot: &Slot) -> mlua::Result<Message> {
+    slot.borrow().clone().ok_or_else(|| bad("req/res objects are only valid during the hook call they were passed to"))
+}
 
 fn bad(msg: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(msg.into())
@@ -46,9 +56,11 @@ fn bad(msg: impl Into<String>) -> mlua::Error {
 
 impl UserData for MsgUd {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("get", |lua, this, key: String| {
-            let s = this.0.borrow();
-            Ok(match key.as_str() {
+        m.add_method("get", |lua, this, key: LuaString| {
+            let msg = current(&this.0)?;
+            let s = msg.borrow();
+            let key = key.to_str()?;
+            Ok(match &*key {
                 "method" if s.is_request => Value::String(lua.create_string(&s.method)?),
                 "path" if s.is_request => Value::String(lua.create_string(&s.path)?),
                 "query" if s.is_request => Value::Table(query_table(lua, s.query.as_deref())?),
@@ -62,9 +74,11 @@ impl UserData for MsgUd {
                 _ => Value::Nil,
             })
         });
-        m.add_method("set", |_, this, (key, value): (String, Value)| {
-            let mut s = this.0.borrow_mut();
-            match (key.as_str(), value) {
+        m.add_method("set", |_, this, (key, value): (LuaString, Value)| {
+            let msg = current(&this.0)?;
+            let mut s = msg.borrow_mut();
+            let key = key.to_str()?;
+            match (&*key, value) {
                 ("method", Value::String(v)) if s.is_request => {
                     let v = v.to_str()?.to_string();
                     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -119,12 +133,13 @@ impl UserData for MsgUd {
             }
             Ok(())
         });
-        m.add_method("body", |lua, this, ()| match &this.0.borrow().body {
+        m.add_method("body", |lua, this, ()| match &current(&this.0)?.borrow().body {
             Body::Loaded(b) => Ok(Value::String(lua.create_string(b)?)),
             Body::Pending => Ok(Value::Nil),
         });
         m.add_method("default_content_type", |_, this, ct: String| {
-            let mut s = this.0.borrow_mut();
+            let msg = current(&this.0)?;
+            let mut s = msg.borrow_mut();
             if !s.headers.contains("content-type") {
                 s.headers.append("Content-Type", ct.as_bytes());
             }
@@ -137,8 +152,10 @@ impl UserData for MsgUd {
 /// joined by ", "; assigning nil removes; assigning a table sets several.
 impl UserData for HeadersUd {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_meta_method(MetaMethod::Index, |lua, this, name: String| {
-            let s = this.0.borrow();
+        m.add_meta_method(MetaMethod::Index, |lua, this, name: LuaString| {
+            let msg = current(&this.0)?;
+            let s = msg.borrow();
+            let name = name.to_str()?;
             let mut values = s.headers.get_all(&name);
             let Some(first) = values.next() else { return Ok(Value::Nil) };
             let mut joined = first.to_vec();
@@ -148,22 +165,29 @@ impl UserData for HeadersUd {
             }
             Ok(Value::String(lua.create_string(&joined)?))
         });
-        m.add_meta_method(MetaMethod::NewIndex, |_, this, (name, value): (String, Value)| {
-            let mut s = this.0.borrow_mut();
-            if matches!(name.to_ascii_lowercase().as_str(), "content-length" | "transfer-encoding" | "connection") {
+        m.add_meta_method(MetaMethod::NewIndex, |_, this, (name, value): (LuaString, Value)| {
+            let msg = current(&this.0)?;
+            let mut s = msg.borrow_mut();
+            let name = name.to_str()?;
+            let name: &str = &name;
+            if name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding")
+                || name.eq_ignore_ascii_case("connection")
+            {
                 return Err(bad(format!("header '{name}' is managed by the proxy")));
             }
             if !is_valid_field_name(&name) {
                 return Err(bad(format!("invalid header name '{name}'")));
             }
-            s.headers.remove(&name);
+            s.headers.remove(name);
             if !value.is_nil() {
-                append_checked(&mut s.headers, &name, &value)?;
+                append_checked(&mut s.headers, name, &value)?;
             }
             Ok(())
         });
         m.add_meta_method(MetaMethod::Pairs, |lua, this, ()| {
-            let s = this.0.borrow();
+            let msg = current(&this.0)?;
+            let s = msg.borrow();
             let t = lua.create_table()?;
             for (name, value) in s.headers.iter() {
                 let key = name.to_ascii_lowercase();
@@ -187,6 +211,9 @@ impl UserData for HeadersUd {
 fn append_checked(h: &mut Headers, name: &str, value: &Value) -> mlua::Result<()> {
     if !is_valid_field_name(name) {
         return Err(bad(format!("invalid header name '{name}'")));
+    }
+    if ["content-length", "transfer-encoding", "connection"].iter().any(|m| name.eq_ignore_ascii_case(m)) {
+        return Err(bad(format!("header '{name}' is managed by the proxy")));
     }
     let mut push = |v: &Value| -> mlua::Result<()> {
         let bytes = match v {
@@ -303,9 +330,9 @@ fn encode_query(t: &Table) -> mlua::Result<String> {
     Ok(out)
 }
 
-/// Create the userdata for a message.
-pub(crate) fn message_userdata(lua: &Lua, msg: &Message) -> mlua::Result<AnyUserData> {
-    lua.create_userdata(MsgUd(msg.clone()))
+/// Create the userdata for a message slot and for its headers.
+pub(crate) fn slot_userdata(lua: &Lua, slot: &Slot) -> mlua::Result<(AnyUserData, AnyUserData)> {
+    Ok((lua.create_userdata(MsgUd(slot.clone()))?, lua.create_userdata(HeadersUd(slot.clone()))?))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ local traceback, set_response, json_encode, json_decode = ...
 local yield, xpcall, rawget, setmetatable, error, tostring = coroutine.yield, xpcall, rawget, setmetatable, error, tostring
 
 local NEED_BODY, RESPOND = {}, {}
-local UD = {}
+local UD, HDR = {}, {}
 
 -- Reading the body may suspend the hook until the proxy has buffered it.
 local function body_of(ud)
@@ -32,6 +32,7 @@ local methods = {
 
 local MT = {
   __index = function(t, k)
+    if k == "headers" then return rawget(t, HDR) end
     local ud = rawget(t, UD)
     if k == "body" then return body_of(ud) end
     local m = methods[k]
@@ -42,7 +43,7 @@ local MT = {
   __metatable = false,
 }
 
-local function wrap(ud) return setmetatable({ [UD] = ud }, MT) end
+local function wrap(ud, hdr) return setmetatable({ [UD] = ud, [HDR] = hdr }, MT) end
 
 local function handler(e)
   if e == RESPOND then return RESPOND end
@@ -50,8 +51,12 @@ local function handler(e)
 end
 
 -- The body of every hook coroutine.
-local function run(fn, ud, ctx)
-  return xpcall(fn, handler, wrap(ud), ctx)
+local function run(fn, msg, ctx)
+  return xpcall(fn, handler, msg, ctx)
+end
+
+local function new_ctx(gateway, pipeline, endpoint, request_id)
+  return { gateway = gateway, pipeline = pipeline, endpoint = endpoint, request_id = request_id, vars = {} }
 end
 
 local function respond(status, headers, body)
@@ -59,4 +64,4 @@ local function respond(status, headers, body)
   error(RESPOND, 0)
 end
 
-return { run = run, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND }
+return { run = run, wrap = wrap, new_ctx = new_ctx, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND }

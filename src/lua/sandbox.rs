@@ -141,7 +141,7 @@ fn install_require(lua: &Lua, scripts_path: &Path) -> mlua::Result<()> {
         let path = module_path(&root, &name).map_err(mlua::Error::runtime)?;
         let src = std::fs::read(&path)
             .map_err(|e| mlua::Error::runtime(format!("module '{name}': {}: {e}", path.display())))?;
-        let chunk_name = format!("@{}", path.display());
+        let chunk_name = super::host::chunk_name(&path, &root);
         let value: Value = lua.load(src).set_name(chunk_name).set_mode(ChunkMode::Text).call(name.as_str())?;
         let value = if value.is_nil() { Value::Boolean(true) } else { value };
         loaded.set(name.as_str(), value.clone())?;

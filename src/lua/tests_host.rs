@@ -14,12 +14,14 @@ fn host(name: &str, script: &str, continue_on_error: bool) -> LuaHost {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.lua"));
     std::fs::write(&path, script).unwrap();
+    let source = std::sync::Arc::new(script.as_bytes().to_vec());
     let spec = StageSpec {
         mw: 0,
         name: name.into(),
         script: path,
         options: serde_json::json!({"greeting": "hi"}),
         continue_on_error,
+        source,
     };
     LuaHost::build(
         &dir,
@@ -155,6 +157,7 @@ fn load_errors_name_file_and_line() {
         script: path.clone(),
         options: serde_json::json!({}),
         continue_on_error: false,
+        source: std::sync::Arc::new(std::fs::read(&path).unwrap()),
     };
     let err = LuaHost::build(
         &dir,

@@ -141,16 +141,19 @@ impl Generation {
                 (b.name.clone(), be)
             })
             .collect();
-        let lua_stages: Vec<StageSpec> = lua_specs
-            .into_iter()
-            .map(|(name, script, options, continue_on_error)| StageSpec {
+        let mut lua_stages: Vec<StageSpec> = Vec::new();
+        for (name, script, options, continue_on_error) in lua_specs {
+            let source =
+                std::fs::read(&script).map_err(|e| format!("{}: cannot read script: {e}", script.display()))?;
+            lua_stages.push(StageSpec {
                 mw: middleware.iter().position(|(n, _)| *n == name).unwrap_or(usize::MAX),
                 name,
                 script,
                 options,
                 continue_on_error,
-            })
-            .collect();
+                source: std::sync::Arc::new(source),
+            });
+        }
         let endpoints: Vec<String> = cfg.endpoints.keys().cloned().collect();
         let mut networks: Vec<NetworkRt> = cfg
             .networks

@@ -207,7 +207,11 @@ impl Worker {
             let pipeline = &gen.pipelines[ctx.pipeline];
             let msg = ex.req.clone().expect("request in stages");
             let outcome = if let Some(p) = ex.pending.take() {
-                ex.lua.clone().expect("lua host").resume(p)
+                let host = ex.lua.clone().expect("lua host");
+                let o = host.resume(p);
+                sync_route_path(ex);
+                self.count_lua(&host);
+                o
             } else if ex.next_stage == pipeline.middleware.len() {
                 break;
             } else {
@@ -217,6 +221,7 @@ impl Worker {
                         (Some(host), Some(lctx)) if host.has(mi, Hook::Request) => {
                             let o = host.call(mi, Hook::Request, &msg, &lctx, &ex.request_id);
                             sync_route_path(ex);
+                            self.count_lua(&host);
                             o
                         }
                         _ => Outcome::Continue,
@@ -239,7 +244,7 @@ impl Worker {
                 }
                 Outcome::Failed { error_id } => {
                     ex.stages_run = ex.next_stage;
-                    return self.stage_failed(c, &error_id);
+                    return self.stage_failed(c, &error_id, true);
                 }
                 Outcome::NeedBody(p) => {
                     ex.pending = Some(p);
@@ -256,8 +261,21 @@ impl Worker {
         self.dispatch(c);
     }
 
+    /// Carry a host's failure and budget-kill counts into the metrics.
+    pub(crate) fn count_lua(&self, host: &LuaHost) {
+        let (errors, kills) = host.take_counts();
+        if errors + kills > 0 {
+            if let Ok(mut m) = self.shared.metrics[self.index].lock() {
+                m.lua_errors += errors;
+                m.lua_budget_kills += kills;
+            }
+        }
+    }
+
     /// A Lua stage failed closed: 500 with the error id (details are in the log).
-    pub(crate) fn stage_failed(&mut self, c: &mut Client, error_id: &str) {
+    /// `run_stages`: false when the failure happened on the response side
+    /// (running those stages again on the error would fail the same way).
+    pub(crate) fn stage_failed(&mut self, c: &mut Client, error_id: &str, run_stages: bool) {
         let rid = c.ex.as_ref().map(|e| e.request_id.clone()).unwrap_or_default();
         let mut r = LocalResponse::json_error(
             500,
@@ -266,7 +284,6 @@ impl Worker {
             &rid,
         );
         r.headers.append("X-Error-Id", error_id.as_bytes());
-        let run_stages = c.ex.as_ref().is_some_and(|e| e.resp.is_none());
         self.local_response(c, r, run_stages);
     }
 
@@ -287,7 +304,7 @@ impl Worker {
                         ex.request_id,
                         pipeline.name
                     );
-                    return self.stage_failed(c, "invalid-route");
+                    return self.stage_failed(c, "invalid-route", true);
                 }
             }
         }

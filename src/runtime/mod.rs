@@ -70,7 +70,8 @@ pub fn check_lua(gen: &Generation) -> Result<(), Vec<String>> {
 /// Serve `gen` (built from the config file `config_path`) until
 /// SIGTERM/SIGINT, reloading on SIGHUP, file changes and API requests; then
 /// drain and return.
-pub fn run(gen: Generation, config_path: &Path) -> Result<(), RuntimeError> {
+/// `read_at` is when the config started being read (edits after it are picked up).
+pub fn run(gen: Generation, config_path: &Path, read_at: std::time::SystemTime) -> Result<(), RuntimeError> {
     let gen = Arc::new(gen);
     let workers = gen.settings.workers;
     let mut per_worker = Vec::with_capacity(workers);
@@ -133,7 +134,7 @@ pub fn run(gen: Generation, config_path: &Path) -> Result<(), RuntimeError> {
     log::info!("harmony '{}' started with {workers} worker(s)", gen.settings.gateway_id);
     crate::logging::flush_thread();
 
-    let mut coordinator = reload::Coordinator::new(config_path.to_path_buf(), gen, links, shared.clone());
+    let mut coordinator = reload::Coordinator::new(config_path.to_path_buf(), gen, links, shared.clone(), read_at);
     let mut stopping = false;
     loop {
         for sig in signals.pending() {

@@ -34,13 +34,19 @@ pub(crate) struct Coordinator {
 }
 
 impl Coordinator {
+    /// `read_at`: when the running config started being read; a file
+    /// changed since then is reloaded at the first look.
     pub(crate) fn new(
         config_path: PathBuf,
         current: Arc<Generation>,
         links: Vec<WorkerLink>,
         shared: Arc<Shared>,
+        read_at: SystemTime,
     ) -> Self {
-        let seen = fingerprint(&current.watch);
+        let mut seen = fingerprint(&current.watch);
+        if seen.iter().any(|(_, m)| m.is_some_and(|(t, _)| t >= read_at)) {
+            seen.clear(); // changed while we were starting: the first look reloads
+        }
         let next_id = current.id + 1;
         Coordinator { config_path, current, links, shared, next_id, seen, settling: None, last_look: Instant::now() }
     }
@@ -54,7 +60,28 @@ impl Coordinator {
     /// Reload now; answer `reply` (worker, client) when done.
     pub(crate) fn reload(&mut self, trigger: Trigger, reply: Option<(usize, usize)>) {
         let started = Instant::now();
-        let outcome = self.try_reload();
+        // what the files look like *before* we read them: an edit made while
+        // the reload is being built shows up as a change at the next look
+        let watched_before = self.current.watch.clone();
+        // a file caught mid-write (an editor truncating, then writing) must not
+        // become a generation: the files must look the same after we read them
+        let mut attempt = 0;
+        let (before, built) = loop {
+            let before = fingerprint(&watched_before);
+            let built = self.build();
+            if fingerprint(&watched_before) == before {
+                break (before, built);
+            }
+            attempt += 1;
+            if attempt == 5 {
+                break (before, Err(vec!["configuration files kept changing while being read; try again".into()]));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let outcome = match built {
+            Ok(gen) => self.swap(gen),
+            Err(errors) => ReloadOutcome { ok: false, generation: self.current.id, errors },
+        };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         if outcome.ok {
             log::info!("reload ({}) ok: generation {} in {ms:.1} ms", trigger.as_str(), outcome.generation);
@@ -81,8 +108,7 @@ impl Coordinator {
                 errors: outcome.errors.clone(),
             });
         }
-        // what is on disk now is what we have seen, whatever the result
-        self.seen = fingerprint(&self.current.watch);
+        self.seen = if self.current.watch == watched_before { before } else { fingerprint(&self.current.watch) };
         self.settling = None;
         if let Some((w, client)) = reply {
             if let Some(l) = self.links.get(w) {
@@ -92,20 +118,18 @@ impl Coordinator {
         }
     }
 
-    fn try_reload(&mut self) -> ReloadOutcome {
-        let serving = self.current.id;
-        let fail = |errors: Vec<String>| ReloadOutcome { ok: false, generation: serving, errors };
-        let cfg = match crate::config::load(&self.config_path) {
-            Ok(c) => c,
-            Err(errs) => return fail(errs.iter().map(|e| e.to_string()).collect()),
-        };
-        let gen = match Generation::build(&cfg, self.next_id) {
-            Ok(g) => g,
-            Err(e) => return fail(vec![e]),
-        };
-        if let Err(errs) = super::check_lua(&gen) {
-            return fail(errs);
-        }
+    /// Parse, validate, compile and initialise a new generation (nothing is swapped).
+    fn build(&self) -> Result<Generation, Vec<String>> {
+        let cfg = crate::config::load(&self.config_path)
+            .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+        let gen = Generation::build(&cfg, self.next_id).map_err(|e| vec![e])?;
+        super::check_lua(&gen)?;
+        Ok(gen)
+    }
+
+    /// Open new listeners, then hand the generation to every worker.
+    fn swap(&mut self, gen: Generation) -> ReloadOutcome {
+        let fail = |errors: Vec<String>| ReloadOutcome { ok: false, generation: self.current.id, errors };
         let workers = self.links.len();
         if gen.settings.workers != workers {
             log::warn!(

@@ -32,6 +32,8 @@ pub(crate) struct RespStages {
     pub(crate) upstream_body_read: bool,
     /// Transfer codings other than chunked, to relay.
     other_codings: Vec<u8>,
+    /// The status before the stages ran (its reason phrase is only kept for it).
+    status_in: u16,
 }
 
 impl Worker {
@@ -76,6 +78,7 @@ impl Worker {
             collecting: None,
             upstream_body_read: !has_body,
             other_codings,
+            status_in: head.status,
         });
         self.run_response_stages(c);
         true
@@ -106,6 +109,7 @@ impl Worker {
             collecting: None,
             upstream_body_read: true,
             other_codings: Vec::new(),
+            status_in: r.status,
         });
         self.run_response_stages(c);
     }
@@ -117,7 +121,10 @@ impl Worker {
             let Some(rs) = ex.resp.as_mut() else { return };
             let gen = ex.gen.clone();
             let outcome = if let Some(p) = rs.pending.take() {
-                ex.lua.clone().expect("lua host").resume(p)
+                let host = ex.lua.clone().expect("lua host");
+                let o = host.resume(p);
+                self.count_lua(&host);
+                o
             } else if rs.next == 0 {
                 break;
             } else {
@@ -127,7 +134,9 @@ impl Worker {
                 match &gen.middleware[mi].1 {
                     Middleware::Lua => match (ex.lua.clone(), ex.lua_ctx()) {
                         (Some(host), Some(lctx)) if host.has(mi, Hook::Response) => {
-                            host.call(mi, Hook::Response, &msg, &lctx, &ex.request_id)
+                            let o = host.call(mi, Hook::Response, &msg, &lctx, &ex.request_id);
+                            self.count_lua(&host);
+                            o
                         }
                         _ => Outcome::Continue,
                     },
@@ -162,7 +171,7 @@ impl Worker {
                     if let Some(up) = c.up.take() {
                         self.close_upstream(up);
                     }
-                    return self.stage_failed(c, &error_id);
+                    return self.stage_failed(c, &error_id, false);
                 }
                 Outcome::NeedBody(p) => {
                     rs.pending = Some(p);
@@ -182,10 +191,17 @@ impl Worker {
         let Some(rs) = ex.resp.take() else { return };
         let state = Rc::try_unwrap(rs.msg).map(RefCell::into_inner).unwrap_or_else(|rc| {
             let s = rc.borrow();
-            MessageState { headers: s.headers.clone(), body: s.body.clone(), ..response_state(s.status) }
+            MessageState {
+                headers: s.headers.clone(),
+                body: s.body.clone(),
+                body_changed: s.body_changed,
+                ..response_state(s.status)
+            }
         });
         let mut h = state.headers;
         let status = state.status;
+        // a stage that changed the status changed the meaning of the reason phrase
+        let reason = if status == rs.status_in { rs.reason } else { String::new() };
         let bodiless = status < 200 || status == 204 || status == 304;
         let complete = match state.body {
             Body::Loaded(b) if rs.kind.is_none() || state.body_changed || rs.upstream_body_read => Some(b),
@@ -228,10 +244,7 @@ impl Worker {
         connection_header(&mut h, c.keep_alive && !self.draining, ex.client_version);
         let out = c.wbuf.vec(&mut self.bufs);
         let before = out.len();
-        http1::write_response_head(
-            &ResponseHead { version: Version::Http11, status, reason: rs.reason, headers: h },
-            out,
-        );
+        http1::write_response_head(&ResponseHead { version: Version::Http11, status, reason, headers: h }, out);
         if let Some(b) = &complete {
             if !bodiless && ex.method != "HEAD" {
                 out.extend_from_slice(b);

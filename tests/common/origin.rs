@@ -8,7 +8,8 @@
 //! - `/echo-body`      the request body back, streamed as it is read
 //!                     (Content-Length if the request had one, else chunked)
 //! - `/count`          reads the body, answers {"bytes", "fnv", "trailers"}
-//! - `/chunked`        chunked answer in several chunks plus an `X-Trailer` trailer
+//! - `/chunked[?trailer_bytes=N]`  chunked answer in several chunks plus an
+//!                     `X-Trailer` trailer ("done", or N 't's)
 //! - `/close`          close-delimited answer (no Content-Length), then close
 //! - `/slow?ms=N`      sleeps N ms, then answers "slow"
 //! - `/big?bytes=N[&chunked=1]`  N pattern bytes (`pattern_byte`), streamed
@@ -22,6 +23,13 @@
 //! - `/drop-next`      answers like `/headers` (keep-alive), then reads the next
 //!                     request on that connection and closes without answering
 //!                     (a stale keep-alive connection; counted in `Stats::dropped`)
+//! - `/aligned?total=N` a 200 whose head+body are exactly N bytes (default
+//!                     16384), followed in the same write by a second, unasked
+//!                     response whose body is "EVIL!" (must never be relayed)
+//! - `/reject`         reads only the head, answers 413 (Connection: close,
+//!                     body "nope") and closes with the body unread
+//! - `/close-after`    answers 200 "ok" (Content-Length: 2) and closes, the FIN
+//!                     in the same segment as the answer (TCP_CORK)
 //! - anything else     (and `/headers`) the request head as JSON:
 //!                     {"method","target","version","headers":[[n,v],..],"body_bytes","port"}
 //! Every answer carries `Server: test-origin` and `X-Origin-Port: <port>`.
@@ -264,6 +272,7 @@ fn reason(status: u16) -> &'static str {
         304 => "Not Modified",
         400 => "Bad Request",
         404 => "Not Found",
+        413 => "Payload Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Whatever",
@@ -323,6 +332,35 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
         let path = h.path().to_string();
         match path.as_str() {
             "/reset" => return Ok(()),
+            "/reject" => {
+                // Body left unread: closing now resets the connection, as a real
+                // server rejecting an upload would.
+                w.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope")?;
+                return Ok(());
+            }
+            "/close-after" => {
+                body.drain(&mut r, stats)?;
+                cork(&w);
+                let mut out = head_bytes(200, port, &[("Content-Length", "2".into())]);
+                out.extend_from_slice(b"ok");
+                w.write_all(&out)?;
+                // The FIN leaves with the corked answer.
+                let _ = w.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            "/aligned" => {
+                body.drain(&mut r, stats)?;
+                let total: usize = h.query("total").and_then(|v| v.parse().ok()).unwrap_or(16384);
+                // The head's length depends on the Content-Length digits: find the fixed point.
+                let mut len = total;
+                for _ in 0..8 {
+                    len = total - head_bytes(200, port, &[("Content-Length", len.to_string())]).len();
+                }
+                let mut out = head_bytes(200, port, &[("Content-Length", len.to_string())]);
+                out.resize(total, b'a');
+                out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!");
+                w.write_all(&out)?;
+            }
             "/garbage" => {
                 w.write_all(b"NOT HTTP\r\n\r\n")?;
                 return Ok(());
@@ -355,7 +393,10 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
                     for piece in ["hello ", "chunked ", "world", "!"] {
                         out.extend_from_slice(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes());
                     }
-                    out.extend_from_slice(b"0\r\nX-Trailer: done\r\n\r\n");
+                    // `trailer_bytes=N`: an X-Trailer value of N 't's instead of "done".
+                    let n: usize = h.query("trailer_bytes").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let value = if n == 0 { "done".to_string() } else { "t".repeat(n) };
+                    out.extend_from_slice(format!("0\r\nX-Trailer: {value}\r\n\r\n").as_bytes());
                 }
                 w.write_all(&out)?;
             }
@@ -501,3 +542,20 @@ fn echo_body(
     }
     Ok(())
 }
+
+/// TCP_CORK: hold small writes so the next shutdown's FIN leaves with them.
+#[cfg(target_os = "linux")]
+fn cork(s: &TcpStream) {
+    use std::os::unix::io::AsRawFd;
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const std::ffi::c_void, len: u32) -> i32;
+    }
+    const IPPROTO_TCP: i32 = 6;
+    const TCP_CORK: i32 = 3;
+    let one: i32 = 1;
+    // SAFETY: a valid fd and a pointer to a live i32 of the stated size.
+    unsafe { setsockopt(s.as_raw_fd(), IPPROTO_TCP, TCP_CORK, &one as *const i32 as *const _, 4) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cork(_s: &TcpStream) {}
