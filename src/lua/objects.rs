@@ -30,7 +30,8 @@ pub struct MessageState {
     /// A script assigned the body (framing must be recomputed).
     pub body_changed: bool,
     pub path_changed: bool,
-    pub peer: String,
+    /// The client's address (formatted only if a script asks for it).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 pub type Message = Rc<RefCell<MessageState>>;
@@ -68,7 +69,10 @@ impl UserData for MsgUd {
                     Some(q) => Value::String(lua.create_string(q)?),
                     None => Value::Nil,
                 },
-                "peer" if s.is_request => Value::String(lua.create_string(&s.peer)?),
+                "peer" if s.is_request => match s.peer {
+                    Some(p) => Value::String(lua.create_string(p.to_string())?),
+                    None => Value::Nil,
+                },
                 "status" if !s.is_request => Value::Integer(i64::from(s.status)),
                 "headers" => Value::UserData(lua.create_userdata(HeadersUd(this.0.clone()))?),
                 _ => Value::Nil,

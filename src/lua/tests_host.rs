@@ -45,7 +45,7 @@ fn request(body: Body) -> Rc<RefCell<MessageState>> {
         body,
         body_changed: false,
         path_changed: false,
-        peer: "127.0.0.1:5".into(),
+        peer: Some("127.0.0.1:5".parse().unwrap()),
     }))
 }
 

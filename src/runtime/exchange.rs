@@ -193,7 +193,7 @@ impl Worker {
             body: if has_body { Body::Pending } else { Body::Loaded(Vec::new()) },
             body_changed: false,
             path_changed: false,
-            peer: c.peer.to_string(),
+            peer: Some(c.peer),
         })));
         self.run_request_stages(c);
     }
@@ -354,6 +354,6 @@ fn clone_state(s: &MessageState) -> MessageState {
         body: s.body.clone(),
         body_changed: s.body_changed,
         path_changed: s.path_changed,
-        peer: s.peer.clone(),
+        peer: s.peer,
     }
 }

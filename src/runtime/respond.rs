@@ -366,7 +366,7 @@ fn response_state(status: u16) -> MessageState {
         body: Body::Loaded(Vec::new()),
         body_changed: false,
         path_changed: false,
-        peer: String::new(),
+        peer: None,
     }
 }
 
