@@ -4,6 +4,7 @@
 
 use super::api::{self, ApiEnv};
 use super::cache::Cache;
+use super::ctx::{CtxSlot, CtxUd, LuaCtx};
 use super::objects::{slot_userdata, Message, Slot};
 use super::sandbox::{new_state, Budget, LuaLimits};
 use crate::pipeline::LocalResponse;
@@ -78,6 +79,7 @@ pub struct Pending {
     mw: usize,
     hook: Hook,
     msg: Message,
+    ctx: LuaCtx,
     request_id: String,
 }
 
@@ -87,7 +89,6 @@ pub struct LoadError(pub Vec<String>);
 
 struct Prelude {
     run: Function,
-    new_ctx: Function,
     need_body: Value,
     respond: Value,
 }
@@ -108,8 +109,11 @@ pub struct LuaHost {
     idle_threads: RefCell<Vec<Thread>>,
     req: MsgObject,
     res: MsgObject,
-    /// Interned gateway/pipeline/endpoint names for `ctx`.
-    names: RefCell<HashMap<String, mlua::LuaString>>,
+    /// Shared gateway/pipeline/endpoint names for `ctx`.
+    names: RefCell<HashMap<String, Rc<str>>>,
+    /// The state's `ctx` object and the request it points at.
+    ctx_slot: CtxSlot,
+    ctx_ud: mlua::AnyUserData,
     errors: Cell<u64>,
     kills_reported: Cell<u64>,
     errors_reported: Cell<u64>,
@@ -162,6 +166,8 @@ impl LuaHost {
         };
         let wrap: Function = lua.named_registry_value("harmony.wrap").map_err(fail)?;
         let req = object(&wrap).map_err(fail)?;
+        let ctx_slot: CtxSlot = Rc::new(RefCell::new(None));
+        let ctx_ud = lua.create_userdata(CtxUd(ctx_slot.clone())).map_err(fail)?;
         let res = object(&wrap).map_err(fail)?;
         lua.gc_collect().map_err(fail)?;
         Ok(LuaHost {
@@ -174,6 +180,8 @@ impl LuaHost {
             req,
             res,
             names: RefCell::new(HashMap::new()),
+            ctx_slot,
+            ctx_ud,
             errors: Cell::new(0),
             kills_reported: Cell::new(0),
             errors_reported: Cell::new(0),
@@ -224,12 +232,7 @@ impl LuaHost {
         harmony.set("respond", pieces.get::<Function>("respond")?)?;
         lua.globals().set("harmony", harmony)?;
         lua.set_named_registry_value("harmony.wrap", pieces.get::<Function>("wrap")?)?;
-        Ok(Prelude {
-            run: pieces.get("run")?,
-            new_ctx: pieces.get("new_ctx")?,
-            need_body: pieces.get("NEED_BODY")?,
-            respond: pieces.get("RESPOND")?,
-        })
+        Ok(Prelude { run: pieces.get("run")?, need_body: pieces.get("NEED_BODY")?, respond: pieces.get("RESPOND")? })
     }
 
     /// Does middleware `mw` define `hook`?
@@ -237,22 +240,18 @@ impl LuaHost {
         self.stages.get(&mw).is_some_and(|s| s.hooks[hook as usize].is_some())
     }
 
-    /// A fresh `ctx` table for one request.
-    pub fn new_ctx(&self, gateway: &str, pipeline: &str, endpoint: &str, request_id: &str) -> mlua::Result<Table> {
-        let name = |n: &str| -> mlua::Result<mlua::LuaString> {
-            if let Some(s) = self.names.borrow().get(n) {
-                return Ok(s.clone());
+    /// A fresh `ctx` for one request (no Lua allocation until a script uses it).
+    pub fn new_ctx(&self, gateway: &str, pipeline: &str, endpoint: &str, request_id: &str) -> mlua::Result<LuaCtx> {
+        let mut names = self.names.borrow_mut();
+        let mut name = |n: &str| -> Rc<str> {
+            if let Some(s) = names.get(n) {
+                return s.clone();
             }
-            let s = self.lua.create_string(n)?;
-            self.names.borrow_mut().insert(n.to_string(), s.clone());
-            Ok(s)
+            let s: Rc<str> = n.into();
+            names.insert(n.to_string(), s.clone());
+            s
         };
-        self.prelude.new_ctx.call((name(gateway)?, name(pipeline)?, name(endpoint)?, request_id))
-    }
-
-    /// `ctx.route` as set by a script, if any.
-    pub fn route_of(ctx: &Table) -> Option<String> {
-        ctx.get::<Option<String>>("route").ok().flatten()
+        Ok(LuaCtx::new(name(gateway), name(pipeline), name(endpoint), request_id.to_string()))
     }
 
     fn object(&self, hook: Hook) -> &MsgObject {
@@ -263,7 +262,7 @@ impl LuaHost {
     }
 
     /// Run `hook` of middleware `mw` on `msg`.
-    pub fn call(&self, mw: usize, hook: Hook, msg: &Message, ctx: &Table, request_id: &str) -> Outcome {
+    pub fn call(&self, mw: usize, hook: Hook, msg: &Message, ctx: &LuaCtx, request_id: &str) -> Outcome {
         let Some(stage) = self.stages.get(&mw) else { return Outcome::Continue };
         let Some(f) = stage.hooks[hook as usize].clone() else { return Outcome::Continue };
         let thread = match self.thread() {
@@ -272,20 +271,25 @@ impl LuaHost {
         };
         let obj = self.object(hook);
         *obj.slot.borrow_mut() = Some(msg.clone());
+        *self.ctx_slot.borrow_mut() = Some(ctx.clone());
         self.budget.reset();
         *self.response_slot.borrow_mut() = None;
-        let r = thread.resume::<MultiValue>((f, obj.proxy.clone(), ctx.clone()));
+        let r = thread.resume::<MultiValue>((f, obj.proxy.clone(), self.ctx_ud.clone()));
         *obj.slot.borrow_mut() = None;
-        self.settle(Pending { thread, mw, hook, msg: msg.clone(), request_id: request_id.to_string() }, r)
+        *self.ctx_slot.borrow_mut() = None;
+        let p = Pending { thread, mw, hook, msg: msg.clone(), ctx: ctx.clone(), request_id: request_id.to_string() };
+        self.settle(p, r)
     }
 
     /// Continue a call that waited for a body.
     pub fn resume(&self, p: Pending) -> Outcome {
         let obj = self.object(p.hook);
         *obj.slot.borrow_mut() = Some(p.msg.clone());
+        *self.ctx_slot.borrow_mut() = Some(p.ctx.clone());
         self.budget.reset();
         let r = p.thread.resume::<MultiValue>(());
         *obj.slot.borrow_mut() = None;
+        *self.ctx_slot.borrow_mut() = None;
         self.settle(p, r)
     }
 

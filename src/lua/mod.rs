@@ -4,6 +4,7 @@
 
 mod api;
 mod cache;
+mod ctx;
 mod json;
 
 pub use cache::Cache;
@@ -17,3 +18,4 @@ mod host;
 pub use host::{Hook, LoadError, LuaHost, Outcome, Pending, StageSpec};
 #[cfg(test)]
 mod tests_host;
+pub use ctx::{CtxState, LuaCtx};

@@ -55,13 +55,10 @@ local function run(fn, msg, ctx)
   return xpcall(fn, handler, msg, ctx)
 end
 
-local function new_ctx(gateway, pipeline, endpoint, request_id)
-  return { gateway = gateway, pipeline = pipeline, endpoint = endpoint, request_id = request_id, vars = {} }
-end
 
 local function respond(status, headers, body)
   set_response(status, headers, body)
   error(RESPOND, 0)
 end
 
-return { run = run, wrap = wrap, new_ctx = new_ctx, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND }
+return { run = run, wrap = wrap, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND }

@@ -69,7 +69,7 @@ fn request_hook_reads_and_changes_the_request() {
     let s = msg.borrow();
     assert_eq!(s.headers.get("x-greeting"), Some(&b"hi:POST:/api/x:1:1"[..]));
     assert!(!s.headers.contains("x-in"));
-    let vars: mlua::Table = ctx.get("vars").unwrap();
+    let vars: mlua::Table = ctx.vars().expect("vars created by the script");
     assert!(vars.get::<bool>("seen").unwrap());
 }
 

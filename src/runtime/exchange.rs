@@ -8,7 +8,7 @@ use super::ids::acceptable_request_id;
 use super::request_body::Sink;
 use super::respond::RespStages;
 use super::worker::Worker;
-use crate::lua::{Body, Hook, LuaHost, Message, MessageState, Outcome, Pending};
+use crate::lua::{Body, Hook, LuaCtx, LuaHost, Message, MessageState, Outcome, Pending};
 use crate::pipeline::{normalize_path, Backend, Ctx, Flow, Generation, LocalResponse, Middleware, ProxyError};
 use http1::{BodyDecoder, BodyKind, RequestHead, Version};
 use std::cell::RefCell;
@@ -39,7 +39,7 @@ pub(crate) struct Exchange {
     /// A Lua request stage waiting for the body.
     pub(crate) pending: Option<Pending>,
     /// The Lua `ctx` table, created by the first Lua stage.
-    pub(crate) lua_ctx: Option<mlua::Table>,
+    pub(crate) lua_ctx: Option<LuaCtx>,
     /// How many request-side stages ran (their response sides run in reverse).
     pub(crate) stages_run: usize,
     pub(crate) req_dec: BodyDecoder,
@@ -72,7 +72,7 @@ impl Exchange {
     }
 
     /// The Lua `ctx` for this request (created on first use).
-    pub(crate) fn lua_ctx(&mut self) -> Option<mlua::Table> {
+    pub(crate) fn lua_ctx(&mut self) -> Option<LuaCtx> {
         if self.lua_ctx.is_none() {
             let host = self.lua.as_ref()?;
             let ctx = self.ctx.as_ref()?;
@@ -295,7 +295,7 @@ impl Worker {
         let pipeline = &gen.pipelines[ctx.pipeline];
         // ctx.route (set by a script) picks one of the pipeline's backends
         let mut backend_index = pipeline.backends[0];
-        if let Some(route) = ex.lua_ctx.as_ref().and_then(LuaHost::route_of) {
+        if let Some(route) = ex.lua_ctx.as_ref().and_then(LuaCtx::route) {
             match pipeline.backends.iter().find(|&&b| gen.backends[b].0 == route) {
                 Some(&b) => backend_index = b,
                 None => {
