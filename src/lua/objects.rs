@@ -174,18 +174,10 @@ impl UserData for HeadersUd {
             let mut s = msg.borrow_mut();
             let name = name.to_str()?;
             let name: &str = &name;
-            if name.eq_ignore_ascii_case("content-length")
-                || name.eq_ignore_ascii_case("transfer-encoding")
-                || name.eq_ignore_ascii_case("connection")
-            {
-                return Err(bad(format!("header '{name}' is managed by the proxy")));
-            }
-            if !is_valid_field_name(&name) {
-                return Err(bad(format!("invalid header name '{name}'")));
-            }
+            check_name(name)?;
             s.headers.remove(name);
             if !value.is_nil() {
-                append_checked(&mut s.headers, name, &value)?;
+                append_values(&mut s.headers, name, &value)?;
             }
             Ok(())
         });
@@ -212,26 +204,39 @@ impl UserData for HeadersUd {
     }
 }
 
-fn append_checked(h: &mut Headers, name: &str, value: &Value) -> mlua::Result<()> {
+/// A header name scripts may set: a token, and not one of the framing fields.
+fn check_name(name: &str) -> mlua::Result<()> {
     if !is_valid_field_name(name) {
         return Err(bad(format!("invalid header name '{name}'")));
     }
     if ["content-length", "transfer-encoding", "connection"].iter().any(|m| name.eq_ignore_ascii_case(m)) {
         return Err(bad(format!("header '{name}' is managed by the proxy")));
     }
+    Ok(())
+}
+
+fn append_checked(h: &mut Headers, name: &str, value: &Value) -> mlua::Result<()> {
+    check_name(name)?;
+    append_values(h, name, value)
+}
+
+/// Append a value (or a list of values) for an already checked name.
+fn append_values(h: &mut Headers, name: &str, value: &Value) -> mlua::Result<()> {
     let mut push = |v: &Value| -> mlua::Result<()> {
-        let bytes = match v {
-            Value::String(s) => s.as_bytes().to_vec(),
-            Value::Integer(n) => n.to_string().into_bytes(),
-            Value::Number(n) => n.to_string().into_bytes(),
-            Value::Boolean(b) => b.to_string().into_bytes(),
-            other => return Err(bad(format!("header '{name}': cannot use a {} as a value", other.type_name()))),
+        let mut checked = |bytes: &[u8]| -> mlua::Result<()> {
+            if !is_valid_field_value(bytes) {
+                return Err(bad(format!("header '{name}': value contains CR, LF or NUL")));
+            }
+            h.append(name, bytes);
+            Ok(())
         };
-        if !is_valid_field_value(&bytes) {
-            return Err(bad(format!("header '{name}': value contains CR, LF or NUL")));
+        match v {
+            Value::String(s) => checked(&s.as_bytes()),
+            Value::Integer(n) => checked(n.to_string().as_bytes()),
+            Value::Number(n) => checked(n.to_string().as_bytes()),
+            Value::Boolean(b) => checked(b.to_string().as_bytes()),
+            other => Err(bad(format!("header '{name}': cannot use a {} as a value", other.type_name()))),
         }
-        h.append(name, &bytes);
-        Ok(())
     };
     match value {
         Value::Table(t) => {

@@ -2,10 +2,9 @@
 -- full environment. It returns the pieces the host needs; scripts never see
 -- its locals.
 local traceback, set_response, json_encode, json_decode = ...
-local yield, xpcall, rawget, setmetatable, error, tostring = coroutine.yield, xpcall, rawget, setmetatable, error, tostring
+local yield, xpcall, setmetatable, error, tostring = coroutine.yield, xpcall, setmetatable, error, tostring
 
 local NEED_BODY, RESPOND = {}, {}
-local UD, HDR = {}, {}
 
 -- Reading the body may suspend the hook until the proxy has buffered it.
 local function body_of(ud)
@@ -17,33 +16,33 @@ local function body_of(ud)
   return b
 end
 
-local methods = {
-  json = function(self)
-    local b = body_of(rawget(self, UD))
-    if b == "" then return nil end
-    return json_decode(b)
-  end,
-  set_json = function(self, t)
-    local ud = rawget(self, UD)
-    ud:set("body", json_encode(t))
-    ud:default_content_type("application/json")
-  end,
-}
-
-local MT = {
-  __index = function(t, k)
-    if k == "headers" then return rawget(t, HDR) end
-    local ud = rawget(t, UD)
-    if k == "body" then return body_of(ud) end
-    local m = methods[k]
-    if m then return m end
-    return ud:get(k)
-  end,
-  __newindex = function(t, k, v) rawget(t, UD):set(k, v) end,
-  __metatable = false,
-}
-
-local function wrap(ud, hdr) return setmetatable({ [UD] = ud, [HDR] = hdr }, MT) end
+-- One object per message kind and state; `ud` and `hdr` are upvalues, so
+-- `req.headers` and `req.method` cost no table lookups beyond the metatable.
+local function wrap(ud, hdr)
+  local methods = {
+    json = function(_)
+      local b = body_of(ud)
+      if b == "" then return nil end
+      return json_decode(b)
+    end,
+    set_json = function(_, t)
+      ud:set("body", json_encode(t))
+      ud:default_content_type("application/json")
+    end,
+  }
+  local get = ud.get
+  return setmetatable({}, {
+    __index = function(_, k)
+      if k == "headers" then return hdr end
+      if k == "body" then return body_of(ud) end
+      local m = methods[k]
+      if m then return m end
+      return get(ud, k)
+    end,
+    __newindex = function(_, k, v) ud:set(k, v) end,
+    __metatable = false,
+  })
+end
 
 local function handler(e)
   if e == RESPOND then return RESPOND end
