@@ -108,6 +108,49 @@ impl Client {
     }
 }
 
+/// What one read from a client did (its flags are already updated).
+pub(crate) enum Read {
+    /// This many bytes arrived (0: interrupted, try again).
+    Got(usize),
+    /// Nothing now (would block, or the buffer is full).
+    Nothing,
+    /// The client closed its side (`eof` is set).
+    Eof,
+    /// A socket error (logged).
+    Failed,
+}
+
+impl Client {
+    /// Read once into `rbuf`, keeping the readiness flags right: a short read
+    /// means the socket is drained, unless a FIN was reported with the data.
+    pub(crate) fn read_some(&mut self, bufs: &mut super::buf::BufPool, limit: usize, now: Instant) -> Read {
+        match self.rbuf.read_from(&mut self.sock, bufs, limit) {
+            ReadOutcome::Data { n, drained } => {
+                if drained && !self.hup {
+                    self.rd = false;
+                }
+                if n > 0 {
+                    self.last_read = now;
+                }
+                Read::Got(n)
+            }
+            ReadOutcome::WouldBlock => {
+                self.rd = false;
+                Read::Nothing
+            }
+            ReadOutcome::NoRoom => Read::Nothing,
+            ReadOutcome::Eof => {
+                self.eof = true;
+                Read::Eof
+            }
+            ReadOutcome::Error(e) => {
+                log::debug!("read from {}: {e}", self.peer);
+                Read::Failed
+            }
+        }
+    }
+}
+
 impl Worker {
     /// Move a client's work forward until nothing more can happen now.
     /// Returns true if it stopped only because its turn was used up (the
@@ -166,28 +209,16 @@ impl Worker {
             return false;
         }
         let limit = self.gen.settings.limits.max_head_bytes + 1;
-        match c.rbuf.read_from(&mut c.sock, &mut self.bufs, limit) {
-            ReadOutcome::Data { n, drained } => {
-                if drained && !c.hup {
-                    c.rd = false;
-                }
+        match c.read_some(&mut self.bufs, limit, self.now) {
+            Read::Got(n) => {
                 if n > 0 {
-                    c.last_read = self.now;
                     c.head_started.get_or_insert(self.now);
                 }
                 true
             }
-            ReadOutcome::WouldBlock => {
-                c.rd = false;
-                false
-            }
-            ReadOutcome::Eof => {
-                c.eof = true;
-                true
-            }
-            ReadOutcome::NoRoom => false,
-            ReadOutcome::Error(e) => {
-                log::debug!("read from {}: {e}", c.peer);
+            Read::Nothing => false,
+            Read::Eof => true,
+            Read::Failed => {
                 c.phase = Phase::Closed;
                 true
             }

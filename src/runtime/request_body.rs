@@ -1,8 +1,8 @@
 //! The request body on its way: read from the client, decoded, and re-framed
 //! to the upstream, or collected (for a stage that reads it, or for echo).
 
-use super::buf::{ReadOutcome, BUF_SIZE};
-use super::client::{Client, Phase, HIGH_WATER};
+use super::buf::BUF_SIZE;
+use super::client::{Client, Phase, Read, HIGH_WATER};
 use super::worker::Worker;
 use crate::lua::Body;
 use crate::pipeline::ProxyError;
@@ -126,24 +126,11 @@ impl Worker {
             }
             // chunked trailers may need up to max_head_bytes at once
             let limit = BUF_SIZE.max(ex_limit(c));
-            match c.rbuf.read_from(&mut c.sock, &mut self.bufs, limit) {
-                ReadOutcome::Data { n, drained } => {
-                    if drained && !c.hup {
-                        c.rd = false;
-                    }
-                    if n > 0 {
-                        c.last_read = self.now;
-                        moved = true;
-                    }
-                }
-                ReadOutcome::WouldBlock => {
-                    c.rd = false;
-                    return moved;
-                }
-                ReadOutcome::Eof => c.eof = true,
-                ReadOutcome::NoRoom => return moved,
-                ReadOutcome::Error(e) => {
-                    log::debug!("read body from {}: {e}", c.peer);
+            match c.read_some(&mut self.bufs, limit, self.now) {
+                Read::Got(n) => moved |= n > 0,
+                Read::Nothing => return moved,
+                Read::Eof => {}
+                Read::Failed => {
                     self.abort_exchange(c);
                     c.phase = Phase::Closed;
                     return true;

@@ -241,12 +241,17 @@ impl Worker {
         }
     }
 
+    /// Who a slab key belongs to: `Some(None)` a client, `Some(Some(o))` an
+    /// upstream connection and its owner, `None` nothing (a stale token).
+    fn owner_of(&self, key: usize) -> Option<Option<Owner>> {
+        match self.slab.get(key)? {
+            Slot::Client(_) => Some(None),
+            Slot::Upstream(o) => Some(Some(*o)),
+        }
+    }
+
     fn on_event(&mut self, key: usize, readable: bool, writable: bool, hup: bool) {
-        let owner = match self.slab.get(key) {
-            Some(Slot::Client(_)) => None,
-            Some(Slot::Upstream(o)) => Some(*o),
-            None => return,
-        };
+        let Some(owner) = self.owner_of(key) else { return };
         match owner {
             None => {
                 let Some(mut c) = self.take_client(key) else { return };
@@ -279,11 +284,7 @@ impl Worker {
     }
 
     fn on_timer(&mut self, key: usize) {
-        let owner = match self.slab.get(key) {
-            Some(Slot::Client(_)) => None,
-            Some(Slot::Upstream(o)) => Some(*o),
-            None => return,
-        };
+        let Some(owner) = self.owner_of(key) else { return };
         match owner {
             None => {
                 let Some(mut c) = self.take_client(key) else { return };
