@@ -105,6 +105,7 @@ impl Pool {
     }
 
     /// Keep `conn` for reuse; gives it back if the pool for its address is full.
+    #[allow(clippy::result_large_err)] // handing the connection back is the point; it is moved, not copied around
     pub(crate) fn put(&mut self, conn: UpstreamConn) -> Result<(), UpstreamConn> {
         let v = self.idle.entry(conn.addr).or_default();
         if v.len() >= self.max_per_addr {
