@@ -13,7 +13,6 @@ use mlua::chunk::ChunkMode;
 use mlua::thread::ThreadStatus;
 use mlua::{Function, Lua, LuaSerdeExt, MultiValue, Table, Thread, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -102,15 +101,16 @@ struct MsgObject {
 
 pub struct LuaHost {
     lua: Lua,
-    stages: HashMap<usize, Stage>,
+    /// Indexed by middleware index (None: not a Lua middleware).
+    stages: Vec<Option<Stage>>,
     budget: Rc<Budget>,
     prelude: Prelude,
     response_slot: Rc<RefCell<Option<LocalResponse>>>,
     idle_threads: RefCell<Vec<Thread>>,
     req: MsgObject,
     res: MsgObject,
-    /// Shared gateway/pipeline/endpoint names for `ctx`.
-    names: RefCell<HashMap<String, Rc<str>>>,
+    /// Shared gateway/pipeline/endpoint names for `ctx` (a few; linear search).
+    names: RefCell<Vec<Rc<str>>>,
     /// The state's `ctx` object and the request it points at.
     ctx_slot: CtxSlot,
     ctx_ud: mlua::AnyUserData,
@@ -140,13 +140,16 @@ impl LuaHost {
         let (lua, budget) = new_state(scripts_path, limits).map_err(fail)?;
         let response_slot: Rc<RefCell<Option<LocalResponse>>> = Rc::new(RefCell::new(None));
         let prelude = Self::install(&lua, response_slot.clone(), cache).map_err(fail)?;
-        let mut stages = HashMap::new();
+        let mut stages: Vec<Option<Stage>> = Vec::new();
         let mut errors = Vec::new();
         for spec in specs {
             budget.reset();
             match load_stage(&lua, spec, scripts_path) {
                 Ok(stage) => {
-                    stages.insert(spec.mw, stage);
+                    if stages.len() <= spec.mw {
+                        stages.resize_with(spec.mw + 1, || None);
+                    }
+                    stages[spec.mw] = Some(stage);
                 }
                 Err(e) => {
                     // chunk names are relative to scripts_path; report full paths
@@ -179,7 +182,7 @@ impl LuaHost {
             idle_threads: RefCell::new(Vec::new()),
             req,
             res,
-            names: RefCell::new(HashMap::new()),
+            names: RefCell::new(Vec::new()),
             ctx_slot,
             ctx_ud,
             errors: Cell::new(0),
@@ -235,20 +238,24 @@ impl LuaHost {
         Ok(Prelude { run: pieces.get("run")?, need_body: pieces.get("NEED_BODY")?, respond: pieces.get("RESPOND")? })
     }
 
+    fn stage(&self, mw: usize) -> Option<&Stage> {
+        self.stages.get(mw)?.as_ref()
+    }
+
     /// Does middleware `mw` define `hook`?
     pub fn has(&self, mw: usize, hook: Hook) -> bool {
-        self.stages.get(&mw).is_some_and(|s| s.hooks[hook as usize].is_some())
+        self.stage(mw).is_some_and(|s| s.hooks[hook as usize].is_some())
     }
 
     /// A fresh `ctx` for one request (no Lua allocation until a script uses it).
     pub fn new_ctx(&self, gateway: &str, pipeline: &str, endpoint: &str, request_id: &str) -> mlua::Result<LuaCtx> {
         let mut names = self.names.borrow_mut();
         let mut name = |n: &str| -> Rc<str> {
-            if let Some(s) = names.get(n) {
+            if let Some(s) = names.iter().find(|s| &***s == n) {
                 return s.clone();
             }
             let s: Rc<str> = n.into();
-            names.insert(n.to_string(), s.clone());
+            names.push(s.clone());
             s
         };
         Ok(LuaCtx::new(name(gateway), name(pipeline), name(endpoint), request_id.to_string()))
@@ -263,7 +270,7 @@ impl LuaHost {
 
     /// Run `hook` of middleware `mw` on `msg`.
     pub fn call(&self, mw: usize, hook: Hook, msg: &Message, ctx: &LuaCtx, request_id: &str) -> Outcome {
-        let Some(stage) = self.stages.get(&mw) else { return Outcome::Continue };
+        let Some(stage) = self.stage(mw) else { return Outcome::Continue };
         let Some(f) = stage.hooks[hook as usize].clone() else { return Outcome::Continue };
         let thread = match self.thread() {
             Ok(t) => t,
@@ -308,7 +315,7 @@ impl LuaHost {
     }
 
     fn settle(&self, p: Pending, r: mlua::Result<MultiValue>) -> Outcome {
-        let stage = &self.stages[&p.mw];
+        let Some(stage) = self.stage(p.mw) else { return Outcome::Continue };
         let values = match r {
             Ok(v) => v,
             Err(e) => return self.failed(stage, &p.request_id, &e.to_string()),

@@ -4,7 +4,6 @@
 
 use super::worker::Listener;
 use crate::pipeline::Generation;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc::Sender;
@@ -73,7 +72,9 @@ pub(crate) const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 /// One worker's counters (locked by that worker per request, and by a scrape).
 #[derive(Default)]
 pub(crate) struct Metrics {
-    pub(crate) requests: HashMap<(String, u16), u64>,
+    /// (pipeline, status, count): a handful of entries, searched linearly
+    /// (no hashing or allocation per request).
+    pub(crate) requests: Vec<(String, u16, u64)>,
     pub(crate) latency: [u64; BUCKETS.len() + 1],
     pub(crate) latency_sum: f64,
     pub(crate) latency_count: u64,
@@ -84,11 +85,9 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn record(&mut self, pipeline: &str, status: u16, seconds: f64) {
-        match self.requests.get_mut(&(pipeline.to_string(), status)) {
-            Some(n) => *n += 1,
-            None => {
-                self.requests.insert((pipeline.to_string(), status), 1);
-            }
+        match self.requests.iter_mut().find(|(p, s, _)| *s == status && p == pipeline) {
+            Some((_, _, n)) => *n += 1,
+            None => self.requests.push((pipeline.to_string(), status, 1)),
         }
         let i = BUCKETS.iter().position(|&b| seconds <= b).unwrap_or(BUCKETS.len());
         self.latency[i] += 1;

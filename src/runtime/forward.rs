@@ -112,6 +112,9 @@ fn upstream_head(
 /// The authority of an absolute-form target (`http://host:port/...`, scheme
 /// case-insensitive), or None for origin-form.
 pub(crate) fn absolute_form_authority(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return None; // origin-form, the usual case
+    }
     let (scheme, rest) = target.split_once("://")?;
     if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
         return None;

@@ -192,8 +192,8 @@ impl Worker {
                 Ok(m) => m,
                 Err(p) => p.into_inner(),
             };
-            for (k, v) in &m.requests {
-                *requests.entry(k.clone()).or_default() += v;
+            for (p, st, v) in &m.requests {
+                *requests.entry((p.clone(), *st)).or_default() += v;
             }
             for (b, v) in buckets.iter_mut().zip(m.latency.iter()) {
                 *b += v;

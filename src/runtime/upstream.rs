@@ -3,7 +3,6 @@
 
 use super::buf::{BufPool, InBuf, OutBuf};
 use mio::net::TcpStream;
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -90,24 +89,35 @@ impl UpstreamConn {
 
 /// Idle keep-alive connections, per upstream address, most recent last.
 pub(crate) struct Pool {
-    idle: HashMap<SocketAddr, Vec<UpstreamConn>>,
+    /// Per address; a few upstream addresses, searched linearly (no hashing per request).
+    idle: Vec<(SocketAddr, Vec<UpstreamConn>)>,
     pub(crate) max_per_addr: usize,
 }
 
 impl Pool {
     pub(crate) fn new(max_per_addr: usize) -> Self {
-        Pool { idle: HashMap::new(), max_per_addr }
+        Pool { idle: Vec::new(), max_per_addr }
+    }
+
+    fn list(&mut self, addr: SocketAddr) -> Option<&mut Vec<UpstreamConn>> {
+        self.idle.iter_mut().find(|(a, _)| *a == addr).map(|(_, v)| v)
     }
 
     /// The most recently used idle connection to `addr`, if any.
     pub(crate) fn take(&mut self, addr: SocketAddr) -> Option<UpstreamConn> {
-        self.idle.get_mut(&addr)?.pop()
+        self.list(addr)?.pop()
     }
 
     /// Keep `conn` for reuse; gives it back if the pool for its address is full.
     #[allow(clippy::result_large_err)] // handing the connection back is the point; it is moved, not copied around
     pub(crate) fn put(&mut self, conn: UpstreamConn) -> Result<(), UpstreamConn> {
-        let v = self.idle.entry(conn.addr).or_default();
+        let v = match self.idle.iter().position(|(a, _)| *a == conn.addr) {
+            Some(i) => &mut self.idle[i].1,
+            None => {
+                self.idle.push((conn.addr, Vec::new()));
+                &mut self.idle.last_mut().expect("just pushed").1
+            }
+        };
         if v.len() >= self.max_per_addr {
             return Err(conn);
         }
@@ -117,17 +127,17 @@ impl Pool {
 
     /// Remove the idle connection with slab key `key`.
     pub(crate) fn remove(&mut self, addr: SocketAddr, key: usize) -> Option<UpstreamConn> {
-        let v = self.idle.get_mut(&addr)?;
+        let v = self.list(addr)?;
         let i = v.iter().position(|c| c.key == key)?;
         Some(v.swap_remove(i))
     }
 
     pub(crate) fn get_mut(&mut self, addr: SocketAddr, key: usize) -> Option<&mut UpstreamConn> {
-        self.idle.get_mut(&addr)?.iter_mut().find(|c| c.key == key)
+        self.list(addr)?.iter_mut().find(|c| c.key == key)
     }
 
     /// Every idle connection (for shutdown).
     pub(crate) fn drain_all(&mut self) -> Vec<UpstreamConn> {
-        self.idle.drain().flat_map(|(_, v)| v).collect()
+        self.idle.drain(..).flat_map(|(_, v)| v).collect()
     }
 }

@@ -53,7 +53,8 @@ impl RequestHead {
     /// path; they are returned whole.
     pub fn path(&self) -> &str {
         let target = self.target.as_str();
-        let path_and_query = match absolute_form_rest(target) {
+        let absolute = if target.starts_with('/') { None } else { absolute_form_rest(target) };
+        let path_and_query = match absolute {
             Some(rest) => match rest.find(['/', '?', '#']) {
                 Some(i) if rest.as_bytes().get(i) == Some(&b'/') => rest.get(i..).unwrap_or(""),
                 _ => return "/",
