@@ -17,6 +17,9 @@
 #   harmony_lua  harmony with a Lua middleware doing the same work in
 #                on_request / on_response
 # NO_LUA=1 leaves the two Lua targets out.
+# PIN=1 (the default on 2+ cores, with taskset) runs wrk and the origin on
+# CPU 0 and every proxy on CPU 1, so each proxy has a core of its own and the
+# comparison measures the proxies, not the scheduler; PIN=0 turns it off.
 # Rounds are interleaved (origin, nginx, harmony, haproxy, origin, ...) so
 # drift on the shared cores hits every target alike. Prints a markdown table
 # of medians: requests/s, p50 and p99 latency, and each proxy's RSS after load.
@@ -92,6 +95,13 @@ if [[ -z "${SKIP_BUILD:-}" ]]; then
   fi
 fi
 [[ -x $HARMONY_BIN ]] || { [[ $HARMONY_OK == 0 ]] || note "SKIP harmony: $HARMONY_BIN missing"; HARMONY_OK=0; }
+
+# ---------------------------------------------------------------- CPU pinning
+LOAD_CPU=""; PROXY_CPU=""
+if [[ "${PIN:-1}" != 0 ]] && command -v taskset >/dev/null 2>&1 && (( $(nproc) >= 2 )); then
+  LOAD_CPU="taskset -c 0"; PROXY_CPU="taskset -c 1"
+  note "pinning: wrk and origin on CPU 0, proxies on CPU 1 (PIN=0 to turn off)"
+fi
 
 # ---------------------------------------------------------------- configs
 O_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port); A_PORT=$(free_port)
@@ -250,7 +260,9 @@ TARGETS=()
 
 start_nginx() {  # start_nginx NAME PORT
   local dir="$WORK/$1"
-  nginx -e "$dir/logs/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/logs/stdout" 2>&1 &
+  local pin=$PROXY_CPU
+  [[ $1 == origin ]] && pin=$LOAD_CPU
+  $pin nginx -e "$dir/logs/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/logs/stdout" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   wait_port "$2" "$pid" || { cat "$dir/logs/error.log" "$dir/logs/stdout" >&2 2>/dev/null; die "nginx '$1' did not start"; }
@@ -263,7 +275,7 @@ start_nginx nginx "$N_PORT"
 URL_OF[nginx]="http://127.0.0.1:$N_PORT/"; TARGETS+=(nginx)
 
 if [[ $HARMONY_OK == 1 ]]; then
-  "$HARMONY_BIN" -c "$WORK/harmony/harmony.toml" 2>"$WORK/harmony/stderr" >/dev/null &
+  $PROXY_CPU "$HARMONY_BIN" -c "$WORK/harmony/harmony.toml" 2>"$WORK/harmony/stderr" >/dev/null &
   hpid=$!
   PIDS+=("$hpid")
   if wait_port "$H_PORT" "$hpid"; then
@@ -279,7 +291,7 @@ if [[ $HAVE_LUA == 1 ]]; then
   URL_OF[nginx_lua]="http://127.0.0.1:$NL_PORT/"; TARGETS+=(nginx_lua)
 fi
 if [[ $HARMONY_OK == 1 && -z "${NO_LUA:-}" ]]; then
-  "$HARMONY_BIN" -c "$WORK/harmony_lua/harmony.toml" 2>"$WORK/harmony_lua/stderr" >/dev/null &
+  $PROXY_CPU "$HARMONY_BIN" -c "$WORK/harmony_lua/harmony.toml" 2>"$WORK/harmony_lua/stderr" >/dev/null &
   hlpid=$!
   PIDS+=("$hlpid")
   if wait_port "$HL_PORT" "$hlpid"; then
@@ -290,7 +302,7 @@ if [[ $HARMONY_OK == 1 && -z "${NO_LUA:-}" ]]; then
 fi
 
 if [[ $HAVE_HAPROXY == 1 ]]; then
-  haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+  $PROXY_CPU haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
   apid=$!
   PIDS+=("$apid")
   if wait_port "$A_PORT" "$apid"; then
@@ -339,7 +351,7 @@ note "targets: ${TARGETS[*]}; $ROUNDS round(s) of wrk -t1 -c$CONNS -d${DURATION}
 for round in $(seq "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     out="$WORK/wrk-$t-$round.txt"
-    if ! timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${URL_OF[$t]}" >"$out" 2>&1; then
+    if ! timeout $((DURATION + 30)) $LOAD_CPU wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${URL_OF[$t]}" >"$out" 2>&1; then
       note "wrk against $t failed in round $round:"; cat "$out" >&2
     fi
     read -r rps p50 p99 errs < <(parse_wrk "$out")
