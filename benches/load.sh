@@ -174,9 +174,13 @@ return {
   end,
 }
 EOF
-cat >"$WORK/harmony_lua/harmony.toml" <<EOF
+harmony_conf() {  # harmony_conf NAME PORT [MIDDLEWARE_NAME]: one pipeline / -> origin
+  local dir="$WORK/$1" mw=""
+  [[ -n ${3:-} ]] && mw="middleware = [\"$3\"]"
+  mkdir -p "$dir"
+  cat >"$dir/harmony.toml" <<EOF
 [proxy]
-id = "bench-lua"
+id = "$1"
 workers = 1
 log_level = "warn"
 scripts_path = "scripts"
@@ -187,54 +191,31 @@ access_log = false
 
 [network.default.http]
 bind_address = "127.0.0.1"
-bind_port = $HL_PORT
+bind_port = $2
 
 [pipelines.bench]
 networks = ["default"]
 endpoints = ["all"]
-middleware = ["bench_lua"]
+$mw
 backends = ["origin"]
 
 [endpoints.all]
 service = "http"
 options = { path_prefix = "/" }
-
-[middleware.bench_lua]
-type = "lua"
-options = { script = "bench.lua" }
 
 [backends.origin]
 service = "http"
 options = { base_url = "http://127.0.0.1:$O_PORT" }
 EOF
+}
 
-mkdir -p "$WORK/harmony/pipelines"
-cat >"$WORK/harmony/harmony.toml" <<EOF
-[proxy]
-id = "bench"
-workers = 1
-log_level = "warn"
-watch = false
+harmony_conf harmony "$H_PORT"
+harmony_conf harmony_lua "$HL_PORT" bench_lua
+cat >>"$WORK/harmony_lua/harmony.toml" <<EOF
 
-[logging]
-access_log = false
-
-[network.default.http]
-bind_address = "127.0.0.1"
-bind_port = $H_PORT
-
-[pipelines.bench]
-networks = ["default"]
-endpoints = ["all"]
-backends = ["origin"]
-
-[endpoints.all]
-service = "http"
-options = { path_prefix = "/" }
-
-[backends.origin]
-service = "http"
-options = { base_url = "http://127.0.0.1:$O_PORT" }
+[middleware.bench_lua]
+type = "lua"
+options = { script = "bench.lua" }
 EOF
 
 cat >"$WORK/haproxy.cfg" <<EOF
