@@ -2,7 +2,7 @@
 # The whole test suite in one command, on a fresh Debian machine:
 #   tests/run.sh            unit + integration tests (cargo test --workspace)
 #   tests/run.sh --bench    ... then the load benchmark (benches/load.sh)
-# Installs missing Debian packages first (curl; nginx and wrk for --bench).
+# Installs missing Debian packages first (curl, dcmtk; nginx and wrk for --bench).
 # Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +19,12 @@ done
 # --- Debian packages the tests (and optionally the bench) need ------------------
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v echoscu >/dev/null 2>&1 || missing+=(dcmtk)
 if [[ $bench == 1 ]]; then
   command -v nginx >/dev/null 2>&1 || missing+=(nginx)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+  [[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]] || missing+=(libnginx-mod-http-lua)
 fi
 if ((${#missing[@]})); then
   echo "==> installing: ${missing[*]}"
