@@ -50,9 +50,9 @@ pub(crate) fn build(cx: &mut Ctx, main: Doc<'_, '_>, pipes: &[Doc<'_, '_>], synt
     let proxy_t = get(cx, "proxy");
     let settings = proxy(cx, main.src, proxy_t.as_ref());
     let network_t = get(cx, "network");
-    let (nets, http_declared) = networks(cx, network_t.as_ref());
+    let (nets, declared) = networks(cx, network_t.as_ref());
     let management_t = get(cx, "management");
-    let mgmt = management(cx, management_t.as_ref(), &nets, &http_declared);
+    let mgmt = management(cx, management_t.as_ref(), &nets, &declared.http);
     let logging_t = get(cx, "logging");
     let log = logging(cx, logging_t.as_ref());
     let storage_t = get(cx, "storage");
@@ -96,7 +96,8 @@ pub(crate) fn build(cx: &mut Ctx, main: Doc<'_, '_>, pipes: &[Doc<'_, '_>], synt
     }
     let pipeline_items = collect(cx, &roots, "pipelines");
     let defined = Defined {
-        http_networks: &http_declared,
+        http_networks: &declared.http,
+        dicom_networks: &declared.dicom,
         endpoints: &endpoint_items,
         middleware: &middleware_items,
         backends: &backend_items,
@@ -111,6 +112,8 @@ pub(crate) fn build(cx: &mut Ctx, main: Doc<'_, '_>, pipes: &[Doc<'_, '_>], synt
 pub(crate) struct Defined<'r, 'a, 'i> {
     /// Networks that declare an `http` table (valid or not).
     pub http_networks: &'r BTreeSet<String>,
+    /// Networks that declare a `dicom` table (valid or not).
+    pub dicom_networks: &'r BTreeSet<String>,
     pub endpoints: &'r Items<'a, 'i>,
     pub middleware: &'r Items<'a, 'i>,
     pub backends: &'r Items<'a, 'i>,

@@ -92,6 +92,8 @@ pub struct Network {
     pub name: String,
     /// `[network.N.http]`, if present.
     pub http: Option<HttpListener>,
+    /// `[network.N.dicom]`, if present (same keys as `http`).
+    pub dicom: Option<HttpListener>,
     pub origin: Origin,
 }
 
@@ -145,6 +147,10 @@ pub enum EndpointKind {
     /// service = "http" | "fhir": routed by path prefix ("/" if not given;
     /// normalised: leading "/", no trailing "/" except for "/").
     Http { service: String, path_prefix: String },
+    /// service = "dicom": routed by the called AE title (`options.ae_title`,
+    /// 1-16 characters, compared without surrounding spaces);
+    /// `options.allowed_calling_aes` (empty = any calling AE).
+    Dicom { ae_title: String, allowed_calling_aes: Vec<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +196,20 @@ pub enum BackendKind {
     Http(HttpBackend),
     /// service = "echo".
     Echo,
+    /// service = "dicom": a DICOM SCP associations are relayed to.
+    Dicom(DicomBackend),
+}
+
+#[derive(Debug, Clone)]
+pub struct DicomBackend {
+    /// `options.aet`: the called AE title sent to the backend.
+    pub aet: String,
+    /// `options.host` (IP literal or "localhost") + `options.port`.
+    pub addr: SocketAddr,
+    /// `options.local_aet`: the calling AE title sent to the backend (default: the client's).
+    pub local_aet: Option<String>,
+    /// `options.timeout_ms` (connect + association answer), or proxy.upstream_timeout_ms.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone)]

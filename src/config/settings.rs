@@ -142,12 +142,19 @@ pub(crate) fn path_str<'a>(cx: &mut Ctx, v: Option<Val<'a, '_>>) -> Option<&'a s
     Some(s)
 }
 
-/// `[network.NAME]` with optional `[network.NAME.http]`. Also returns the
-/// names of networks that declare an `http` table (even an invalid one), so
+/// Names of networks that declare a listener table (even an invalid one), so
 /// later checks do not repeat "no listener" for a listener already reported.
-pub(crate) fn networks(cx: &mut Ctx, t: Option<&Tbl<'_, '_>>) -> (BTreeMap<String, Network>, BTreeSet<String>) {
+#[derive(Default)]
+pub(crate) struct Declared {
+    pub http: BTreeSet<String>,
+    pub dicom: BTreeSet<String>,
+}
+
+/// `[network.NAME]` with optional `[network.NAME.http]` and
+/// `[network.NAME.dicom]`.
+pub(crate) fn networks(cx: &mut Ctx, t: Option<&Tbl<'_, '_>>) -> (BTreeMap<String, Network>, Declared) {
     let mut out = BTreeMap::new();
-    let mut declared = BTreeSet::new();
+    let mut declared = Declared::default();
     let Some(t) = t else {
         return (out, declared);
     };
@@ -158,7 +165,7 @@ pub(crate) fn networks(cx: &mut Ctx, t: Option<&Tbl<'_, '_>>) -> (BTreeMap<Strin
             continue;
         }
         let Some(n) = v.table(cx) else { continue };
-        n.check_keys(cx, &["id", "enable_wireguard", "interface", "http"], &["tls", "dicom"]);
+        n.check_keys(cx, &["id", "enable_wireguard", "interface", "http", "dicom"], &["tls"]);
         n.str(cx, "id");
         n.str(cx, "interface");
         if let Some(w) = n.get("enable_wireguard") {
@@ -167,16 +174,24 @@ pub(crate) fn networks(cx: &mut Ctx, t: Option<&Tbl<'_, '_>>) -> (BTreeMap<Strin
             }
         }
         if n.get("http").is_some() {
-            declared.insert(name.to_string());
+            declared.http.insert(name.to_string());
         }
-        let http = n.table(cx, "http").and_then(|h| listener(cx, &h));
-        if let Some(h) = &http {
-            if let Some((_, other)) = bound.iter().find(|(a, _)| *a == h.addr) {
-                n.get("http").unwrap().key_err(cx, format!("address {} is already used by network '{other}'", h.addr));
+        if n.get("dicom").is_some() {
+            declared.dicom.insert(name.to_string());
+        }
+        let mut one = |cx: &mut Ctx, key: &str| {
+            let l = n.table(cx, key).and_then(|h| listener(cx, &h));
+            if let Some(h) = &l {
+                if let Some((_, other)) = bound.iter().find(|(a, _)| *a == h.addr) {
+                    n.get(key).unwrap().key_err(cx, format!("address {} is already used by network '{other}'", h.addr));
+                }
+                bound.push((h.addr, name.to_string()));
             }
-            bound.push((h.addr, name.to_string()));
-        }
-        let network = Network { name: name.to_string(), http, origin: origin(&v) };
+            l
+        };
+        let http = one(cx, "http");
+        let dicom = one(cx, "dicom");
+        let network = Network { name: name.to_string(), http, dicom, origin: origin(&v) };
         out.insert(name.to_string(), network);
     }
     (out, declared)

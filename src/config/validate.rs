@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::build::{origin, Defined, Items};
-use super::model::{Config, EndpointKind, Origin, Pipeline};
+use super::model::{BackendKind, Config, EndpointKind, Origin, Pipeline};
 use super::source::Ctx;
 use super::value::{Tbl, Val};
 
@@ -24,6 +24,8 @@ pub(crate) fn pipelines(
     ordered.sort_by_key(|(_, v)| (v.src.path.clone(), v.line()));
     // (network, path_prefix) → (pipeline, origin)
     let mut routes: BTreeMap<(String, String), (String, Origin)> = BTreeMap::new();
+    // (network, called AE title) → (pipeline, origin)
+    let mut ae_routes: BTreeMap<(String, String), (String, Origin)> = BTreeMap::new();
 
     for (name, v) in ordered {
         let Some(t) = v.table(cx) else { continue };
@@ -35,13 +37,44 @@ pub(crate) fn pipelines(
         let middleware = names(cx, &t, "middleware", false);
         let backends = names(cx, &t, "backends", true);
 
+        // A pipeline is a DICOM pipeline when its (first valid) endpoint is.
+        let is_dicom = |e: &str| config.endpoints.get(e).map(|ep| matches!(ep.kind, EndpointKind::Dicom { .. }));
+        let dicom = endpoints.iter().find_map(|(e, _)| is_dicom(e)).unwrap_or(false);
+        for (e, ev) in &endpoints {
+            if is_dicom(e).is_some_and(|d| d != dicom) {
+                ev.err(cx, "a pipeline cannot mix dicom and HTTP endpoints (use one pipeline for each)");
+            }
+        }
+        if dicom {
+            if let Some(mv) = t.get("middleware") {
+                if !middleware.is_empty() {
+                    mv.err(cx, "middleware on a dicom pipeline is not supported yet: DICOM middleware arrives with the DICOM stages");
+                }
+            }
+        }
+        for (b, bv) in &backends {
+            match config.backends.get(b).map(|be| matches!(be.kind, BackendKind::Dicom(_))) {
+                Some(false) if dicom => bv.err(
+                    cx,
+                    format!("backend '{b}' is not a dicom backend (a pipeline with dicom endpoints needs service = \"dicom\" backends)"),
+                ),
+                Some(true) if !dicom => bv.err(
+                    cx,
+                    format!("backend '{b}' is a dicom backend; it needs a pipeline with dicom endpoints"),
+                ),
+                _ => {}
+            }
+        }
+
         if check_refs {
+            let (declared, table) =
+                if dicom { (defined.dicom_networks, "dicom") } else { (defined.http_networks, "http") };
             for (n, nv) in &networks {
                 match config.networks.get(n) {
                     None => nv.err(cx, format!("unknown network '{n}'")),
-                    Some(_) if !defined.http_networks.contains(n) => nv.err(
+                    Some(_) if !declared.contains(n) => nv.err(
                         cx,
-                        format!("network '{n}' has no [network.{n}.http] listener for this pipeline's endpoints"),
+                        format!("network '{n}' has no [network.{n}.{table}] listener for this pipeline's endpoints"),
                     ),
                     Some(_) => {}
                 }
@@ -52,15 +85,36 @@ pub(crate) fn pipelines(
         }
 
         // Route conflicts: same network + same endpoint path prefix.
+        // Same network + same called AE title, likewise.
+        for (n, _) in &networks {
+            if config.networks.get(n).is_none_or(|net| net.dicom.is_none()) {
+                continue;
+            }
+            for (e, ev) in &endpoints {
+                let Some(EndpointKind::Dicom { ae_title, .. }) = config.endpoints.get(e).map(|ep| &ep.kind) else {
+                    continue;
+                };
+                let key = (n.clone(), ae_title.clone());
+                if let Some((other, at)) = ae_routes.get(&key) {
+                    let who = if other == name {
+                        "this pipeline already".to_string()
+                    } else {
+                        format!("pipeline '{other}' ({at}) and pipeline '{name}' ({}) both", origin(v))
+                    };
+                    ev.err(cx, format!("duplicate route: {who} claim AE title '{ae_title}' on network '{n}'"));
+                } else {
+                    ae_routes.insert(key, (name.clone(), origin(v)));
+                }
+            }
+        }
         for (n, _) in &networks {
             if config.networks.get(n).is_none_or(|net| net.http.is_none()) {
                 continue;
             }
             for (e, ev) in &endpoints {
-                let Some(ep) = config.endpoints.get(e) else {
+                let Some(EndpointKind::Http { path_prefix, .. }) = config.endpoints.get(e).map(|ep| &ep.kind) else {
                     continue;
                 };
-                let EndpointKind::Http { path_prefix, .. } = &ep.kind;
                 let key = (n.clone(), path_prefix.clone());
                 if let Some((other, at)) = routes.get(&key) {
                     let who = if other == name {

@@ -9,6 +9,21 @@ pub enum Backend {
     Http(HttpUpstream),
     /// Answers with what it received, as JSON.
     Echo,
+    /// A DICOM SCP that associations are relayed to.
+    Dicom(DicomTarget),
+}
+
+/// A `service = "dicom"` backend.
+#[derive(Debug, Clone)]
+pub struct DicomTarget {
+    pub name: String,
+    /// Called AE title sent to the backend.
+    pub aet: String,
+    pub addr: SocketAddr,
+    /// Calling AE title sent to the backend (None: the client's).
+    pub local_aet: Option<String>,
+    /// Connect + association answer timeout.
+    pub timeout: Duration,
 }
 
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! shared by the workers. Connections and requests pin the generation they
 //! started on.
 
-use super::backend::{Backend, HttpUpstream};
+use super::backend::{Backend, DicomTarget, HttpUpstream};
 use super::middleware::Middleware;
 use super::router::{match_route, sort_routes, Route, RouteMatch};
 use crate::config::{BackendKind, Config, EndpointKind, MiddlewareKind};
@@ -35,6 +35,22 @@ pub struct NetworkRt {
     pub name: String,
     pub http: Option<SocketAddr>,
     pub routes: Vec<Route>,
+    /// `[network.N.dicom]` listener.
+    pub dicom: Option<SocketAddr>,
+    /// Associations on the dicom listener, by called AE title.
+    pub dicom_routes: Vec<DicomRoute>,
+}
+
+/// A dicom endpoint on a network: associations whose called AE is
+/// `ae_title` go to `backend` (an index into `Generation::backends`).
+#[derive(Debug)]
+pub struct DicomRoute {
+    pub ae_title: String,
+    /// Empty: any calling AE.
+    pub allowed_calling_aes: Vec<String>,
+    pub pipeline: usize,
+    pub endpoint: usize,
+    pub backend: usize,
 }
 
 #[derive(Debug)]
@@ -137,6 +153,13 @@ impl Generation {
                 let be = match &b.kind {
                     BackendKind::Http(h) => Backend::Http(HttpUpstream::new(b.name.clone(), h)),
                     BackendKind::Echo => Backend::Echo,
+                    BackendKind::Dicom(d) => Backend::Dicom(DicomTarget {
+                        name: b.name.clone(),
+                        aet: d.aet.clone(),
+                        addr: d.addr,
+                        local_aet: d.local_aet.clone(),
+                        timeout: ms(d.timeout_ms),
+                    }),
                 };
                 (b.name.clone(), be)
             })
@@ -158,7 +181,13 @@ impl Generation {
         let mut networks: Vec<NetworkRt> = cfg
             .networks
             .values()
-            .map(|n| NetworkRt { name: n.name.clone(), http: n.http.as_ref().map(|h| h.addr), routes: Vec::new() })
+            .map(|n| NetworkRt {
+                name: n.name.clone(),
+                http: n.http.as_ref().map(|h| h.addr),
+                routes: Vec::new(),
+                dicom: n.dicom.as_ref().map(|h| h.addr),
+                dicom_routes: Vec::new(),
+            })
             .collect();
 
         let index = |names: &Vec<String>, n: &str, what: &str| -> Result<usize, String> {
@@ -177,10 +206,31 @@ impl Generation {
             }
             for ep in &pl.endpoints {
                 let ei = index(&endpoints, ep, "endpoint")?;
-                let EndpointKind::Http { path_prefix, .. } = &cfg.endpoints[ep].kind;
-                for net in &pl.networks {
-                    let ni = index(&net_names, net, "network")?;
-                    networks[ni].routes.push(Route { prefix: path_prefix.clone(), pipeline: pi, endpoint: ei });
+                match &cfg.endpoints[ep].kind {
+                    EndpointKind::Http { path_prefix, .. } => {
+                        for net in &pl.networks {
+                            let ni = index(&net_names, net, "network")?;
+                            networks[ni].routes.push(Route { prefix: path_prefix.clone(), pipeline: pi, endpoint: ei });
+                        }
+                    }
+                    EndpointKind::Dicom { ae_title, allowed_calling_aes } => {
+                        // the first dicom backend of the pipeline
+                        let backend = be
+                            .iter()
+                            .copied()
+                            .find(|&b| matches!(backends[b].1, Backend::Dicom(_)))
+                            .ok_or_else(|| format!("{}: pipeline '{}' has no dicom backend", pl.origin, pl.name))?;
+                        for net in &pl.networks {
+                            let ni = index(&net_names, net, "network")?;
+                            networks[ni].dicom_routes.push(DicomRoute {
+                                ae_title: ae_title.clone(),
+                                allowed_calling_aes: allowed_calling_aes.clone(),
+                                pipeline: pi,
+                                endpoint: ei,
+                                backend,
+                            });
+                        }
+                    }
                 }
             }
             pipelines.push(PipelineRt { name: pl.name.clone(), middleware: mw, backends: be });
@@ -233,6 +283,13 @@ impl Generation {
             watch_enabled: p.watch,
             watch_interval: Duration::from_millis(p.watch_interval_ms),
         })
+    }
+
+    /// The dicom route for an association to `called_ae` (spaces trimmed)
+    /// arriving on the network named `net`.
+    pub fn dicom_route(&self, net: &str, called_ae: &str) -> Option<&DicomRoute> {
+        let called = called_ae.trim_matches([' ', '\0']);
+        self.networks.iter().find(|n| n.name == net)?.dicom_routes.iter().find(|r| r.ae_title == called)
     }
 
     /// Route a normalised path arriving on the network named `net`.

@@ -9,9 +9,9 @@ mod middleware;
 mod path;
 mod router;
 
-pub use backend::{Backend, HttpUpstream};
+pub use backend::{Backend, DicomTarget, HttpUpstream};
 pub use error::ProxyError;
-pub use generation::{Generation, Limits, LuaSettings, ManagementRt, NetworkRt, PipelineRt, Settings};
+pub use generation::{DicomRoute, Generation, Limits, LuaSettings, ManagementRt, NetworkRt, PipelineRt, Settings};
 pub use middleware::{Ctx, Flow, LocalResponse, Middleware};
 pub use path::normalize_path;
 pub use router::{route_path, Route, RouteMatch};

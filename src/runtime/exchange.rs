@@ -322,6 +322,11 @@ impl Worker {
         match &gen.backends[backend_index].1 {
             Backend::Echo => self.dispatch_echo(c, state, buffered),
             Backend::Http(upstream) => self.dispatch_http(c, state, buffered, upstream),
+            // validation keeps dicom backends out of HTTP pipelines
+            Backend::Dicom(d) => {
+                log::error!("rid={} backend '{}' is a dicom backend", ex.request_id, d.name);
+                self.stage_failed(c, "invalid-route", true)
+            }
         }
     }
 }

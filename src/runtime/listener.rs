@@ -22,17 +22,19 @@ pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<mio::n
     Ok(mio::net::TcpListener::from_std(sock.into()))
 }
 
-/// One listener per network with an HTTP listener, for one worker.
+/// One listener per network with an HTTP listener, and one per network with
+/// a DICOM listener, for one worker.
 pub(crate) fn bind_all(gen: &Generation, reuse_port: bool) -> Result<Vec<Listener>, RuntimeError> {
     let mut out = Vec::new();
     for n in &gen.networks {
-        if let Some(addr) = n.http {
+        for (addr, dicom) in [(n.http, false), (n.dicom, true)] {
+            let Some(addr) = addr else { continue };
             let sock = bind(addr, reuse_port).map_err(|source| RuntimeError::Bind {
                 network: n.name.clone(),
                 addr,
                 source,
             })?;
-            out.push(Listener { sock, addr, net: n.name.as_str().into() });
+            out.push(Listener { sock, addr, net: n.name.as_str().into(), dicom });
         }
     }
     Ok(out)

@@ -151,6 +151,13 @@ impl Worker {
                     .iter()
                     .map(|&i| match &g.backends[i] {
                         (name, Backend::Echo) => json!({ "name": name, "service": "echo" }),
+                        (name, Backend::Dicom(d)) => json!({
+                            "name": name,
+                            "service": "dicom",
+                            "aet": d.aet,
+                            "address": d.addr.to_string(),
+                            "timeout_ms": d.timeout.as_millis() as u64,
+                        }),
                         (name, Backend::Http(u)) => json!({
                             "name": name,
                             "service": "http",
@@ -177,6 +184,16 @@ impl Worker {
                     "path_prefix": r.prefix,
                     "pipeline": g.pipelines[r.pipeline].name,
                     "endpoint": g.endpoints[r.endpoint],
+                }));
+            }
+            for r in &n.dicom_routes {
+                list.push(json!({
+                    "network": n.name,
+                    "listen": n.dicom.map(|a| format!("dicom://{a}")),
+                    "ae_title": r.ae_title,
+                    "pipeline": g.pipelines[r.pipeline].name,
+                    "endpoint": g.endpoints[r.endpoint],
+                    "backend": g.backends[r.backend].0,
                 }));
             }
         }

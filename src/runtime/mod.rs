@@ -5,6 +5,7 @@
 mod buf;
 mod client;
 mod control;
+mod dicom;
 mod echo;
 mod exchange;
 mod fmt;
@@ -81,6 +82,9 @@ pub fn run(gen: Generation, config_path: &Path, read_at: std::time::SystemTime) 
     for n in &gen.networks {
         if let Some(addr) = n.http {
             log::info!("network '{}' listening on http://{addr}", n.name);
+        }
+        if let Some(addr) = n.dicom {
+            log::info!("network '{}' listening on dicom://{addr}", n.name);
         }
     }
     let mut signals = signal_hook::iterator::Signals::new([

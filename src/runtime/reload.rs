@@ -139,18 +139,24 @@ impl Coordinator {
             );
         }
         // listeners: keep unchanged addresses, open new ones, close removed ones
-        let addrs = |g: &Generation| -> Vec<(SocketAddr, String)> {
-            g.networks.iter().filter_map(|n| n.http.map(|a| (a, n.name.clone()))).collect()
+        let addrs = |g: &Generation| -> Vec<(SocketAddr, String, bool)> {
+            let http = g.networks.iter().filter_map(|n| n.http.map(|a| (a, n.name.clone(), false)));
+            let dicom = g.networks.iter().filter_map(|n| n.dicom.map(|a| (a, n.name.clone(), true)));
+            http.chain(dicom).collect()
         };
         let old = addrs(&self.current);
         let new = addrs(&gen);
+        // an address that changes kind (http <-> dicom) is closed and reopened
+        let same = |(a, _, k): &(SocketAddr, String, bool), (b, _, l): &(SocketAddr, String, bool)| a == b && k == l;
         let remove: Vec<SocketAddr> =
-            old.iter().filter(|(a, _)| !new.iter().any(|(b, _)| a == b)).map(|(a, _)| *a).collect();
+            old.iter().filter(|o| !new.iter().any(|n| same(o, n))).map(|(a, _, _)| *a).collect();
         let mut add: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
-        for (addr, name) in new.iter().filter(|(a, _)| !old.iter().any(|(b, _)| a == b)) {
+        for (addr, name, dicom) in new.iter().filter(|n| !old.iter().any(|o| same(o, n))) {
             for per_worker in add.iter_mut() {
                 match listener::bind(*addr, workers > 1) {
-                    Ok(sock) => per_worker.push(Listener { sock, addr: *addr, net: name.as_str().into() }),
+                    Ok(sock) => {
+                        per_worker.push(Listener { sock, addr: *addr, net: name.as_str().into(), dicom: *dicom })
+                    }
                     Err(e) => return fail(vec![format!("cannot listen on {addr} (network '{name}'): {e}")]),
                 }
             }
@@ -160,8 +166,9 @@ impl Coordinator {
             let _ = link.tx.send(WorkerMsg::Swap { gen: gen.clone(), add, remove: remove.clone() });
             let _ = link.waker.wake();
         }
-        for (addr, name) in new.iter().filter(|(a, _)| !old.iter().any(|(b, _)| a == b)) {
-            log::info!("network '{name}' now listening on http://{addr}");
+        for (addr, name, dicom) in new.iter().filter(|n| !old.iter().any(|o| same(o, n))) {
+            let scheme = if *dicom { "dicom" } else { "http" };
+            log::info!("network '{name}' now listening on {scheme}://{addr}");
         }
         for addr in &remove {
             log::info!("stopped listening on {addr}");

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Tokens below this are listeners; connections are `CONN_BASE + slab key`.
-const CONN_BASE: usize = 1 << 16;
+pub(crate) const CONN_BASE: usize = 1 << 16;
 pub(crate) const WAKER: Token = Token(usize::MAX);
 
 pub(crate) struct Listener {
@@ -32,6 +32,8 @@ pub(crate) struct Listener {
     /// Name of the network it belongs to (routing looks it up by name, so
     /// a listener kept across a reload keeps working).
     pub(crate) net: Arc<str>,
+    /// A `[network.N.dicom]` listener (DICOM associations, not HTTP).
+    pub(crate) dicom: bool,
 }
 
 /// Who owns an upstream connection's slab slot.
@@ -45,6 +47,10 @@ pub(crate) enum Slot {
     /// `None` while the client is being driven (taken out of the slab).
     Client(Option<Box<Client>>),
     Upstream(Owner),
+    /// A DICOM association's client socket (`None` while driven).
+    Dicom(Option<Box<super::dicom::DicomConn>>),
+    /// A DICOM association's backend socket: the key of its client socket.
+    DicomBack(usize),
 }
 
 pub(crate) struct Worker {
@@ -201,6 +207,10 @@ impl Worker {
                     if let Err(e) = sock.set_nodelay(true) {
                         log::debug!("set_nodelay on {peer}: {e}");
                     }
+                    if l.dicom {
+                        self.accept_dicom(sock, peer, net);
+                        continue;
+                    }
                     let key = self.slab.insert(Slot::Client(None));
                     let token = Token(CONN_BASE + key);
                     if let Err(e) =
@@ -247,10 +257,15 @@ impl Worker {
         match self.slab.get(key)? {
             Slot::Client(_) => Some(None),
             Slot::Upstream(o) => Some(Some(*o)),
+            // handled by dicom_event / dicom_timer before this is asked
+            Slot::Dicom(_) | Slot::DicomBack(_) => None,
         }
     }
 
     fn on_event(&mut self, key: usize, readable: bool, writable: bool, hup: bool) {
+        if self.dicom_event(key, readable, writable, hup) {
+            return;
+        }
         let Some(owner) = self.owner_of(key) else { return };
         match owner {
             None => {
@@ -284,6 +299,9 @@ impl Worker {
     }
 
     fn on_timer(&mut self, key: usize) {
+        if self.dicom_timer(key) {
+            return;
+        }
         let Some(owner) = self.owner_of(key) else { return };
         match owner {
             None => {
@@ -503,7 +521,8 @@ impl Worker {
         }
         // a kept listener may now belong to a renamed network
         for l in self.listeners.iter_mut().flatten() {
-            if let Some(n) = self.gen.networks.iter().find(|n| n.http == Some(l.addr)) {
+            let addr = Some(l.addr);
+            if let Some(n) = self.gen.networks.iter().find(|n| if l.dicom { n.dicom == addr } else { n.http == addr }) {
                 if *l.net != *n.name {
                     l.net = n.name.as_str().into();
                 }

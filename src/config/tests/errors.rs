@@ -83,7 +83,7 @@ fn many_errors_are_all_reported_sorted() {
     let dir = super::tmp("many");
     let main =
         super::write(&dir, "harmony.toml", "[proxy]\nworkers = 100\nwrokers = 1\n[network.x.http]\nbind_port = 0\n");
-    super::write(&dir, "pipelines/p.toml", "[backends.b]\nservice = \"dicom\"\n[middleware.m]\ntype = \"lua\"\n");
+    super::write(&dir, "pipelines/p.toml", "[backends.b]\nservice = \"jmix\"\n[middleware.m]\ntype = \"lua\"\n");
     let e = super::errs(&main);
     let lines: Vec<String> = e.to_string().lines().map(String::from).collect();
     assert_eq!(lines.len(), 5, "{e}");
@@ -94,7 +94,7 @@ fn many_errors_are_all_reported_sorted() {
             "harmony.toml:2: proxy.workers: must be between 1 and 64",
             "harmony.toml:3: proxy.wrokers: unknown key (did you mean 'workers'?)",
             "harmony.toml:5: network.x.http.bind_port: must be between 1 and 65535",
-            "p.toml:2: backends.b.service: service 'dicom' is not supported by this build yet",
+            "p.toml:2: backends.b.service: service 'jmix' is not supported by this build yet",
             "p.toml:3: middleware.m.options: missing required key (lua middleware needs options.script)",
         ]
     );

@@ -21,7 +21,7 @@ fn shipped_default_config_loads() {
     assert_eq!(net.http.as_ref().unwrap().addr, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.pipelines["echo"].endpoints, ["echo_in"]);
     assert_eq!(c.pipelines["api"].middleware, ["api_headers"]);
-    let EndpointKind::Http { path_prefix, .. } = &c.endpoints["api_in"].kind;
+    let EndpointKind::Http { path_prefix, .. } = &c.endpoints["api_in"].kind else { panic!("not http") };
     assert_eq!(path_prefix, "/api");
     assert!(matches!(c.backends["echo_out"].kind, BackendKind::Echo));
     let BackendKind::Http(b) = &c.backends["api_upstream"].kind else { panic!("api_upstream is http") };

@@ -13,10 +13,10 @@ fn with_pipeline(items: &str) -> String {
 fn services_unknown_unsupported_and_misused() {
     let e = errs_main(
         "services",
-        "[endpoints.a]\nservice = \"dicom\"\n[endpoints.b]\nservice = \"nope\"\n\
+        "[endpoints.a]\nservice = \"dicomweb\"\n[endpoints.b]\nservice = \"nope\"\n\
          [endpoints.c]\nservice = \"echo\"\n[backends.d]\nservice = \"jmix\"\n[backends.f]\noptions = {}\n",
     );
-    has(&e, "harmony.toml", 8, "endpoints.a.service", "service 'dicom' is not supported by this build yet");
+    has(&e, "harmony.toml", 8, "endpoints.a.service", "service 'dicomweb' is not supported by this build yet");
     has(&e, "harmony.toml", 10, "endpoints.b.service", "unknown service 'nope'");
     // Harmony's own examples put `service = "echo"` on endpoints: accepted
     assert!(!e.iter().any(|x| x.key == "endpoints.c.service"), "{e:?}");
@@ -48,9 +48,9 @@ fn endpoint_prefixes() {
         &with_pipeline("[endpoints.e]\nservice = \"fhir\"\noptions = { path_prefix = \"/fhir/\" }\n[backends.b]\nservice = \"echo\"\n[endpoints.root]\nservice = \"http\"\n"),
     );
     let c = ok(&main);
-    let EndpointKind::Http { service, path_prefix } = &c.endpoints["e"].kind;
+    let EndpointKind::Http { service, path_prefix } = &c.endpoints["e"].kind else { panic!("not http") };
     assert_eq!((service.as_str(), path_prefix.as_str()), ("fhir", "/fhir"));
-    let EndpointKind::Http { path_prefix, .. } = &c.endpoints["root"].kind;
+    let EndpointKind::Http { path_prefix, .. } = &c.endpoints["root"].kind else { panic!("not http") };
     assert_eq!(path_prefix, "/");
     assert_eq!(c.endpoints["e"].origin.line, 11);
 

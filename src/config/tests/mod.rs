@@ -1,6 +1,7 @@
 //! Config loader tests: each writes its files under a unique directory in
 //! the system temp dir and checks `file:line: key` of every error.
 
+mod dicom;
 mod errors;
 mod files;
 mod items;
