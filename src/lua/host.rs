@@ -80,6 +80,8 @@ pub struct Pending {
     msg: Message,
     ctx: LuaCtx,
     request_id: String,
+    /// A `harmony.respond` this call made before it waited for the body.
+    response: Option<LocalResponse>,
 }
 
 /// What the host learned about its scripts while loading them.
@@ -284,16 +286,26 @@ impl LuaHost {
         let r = thread.resume::<MultiValue>((f, obj.proxy.clone(), self.ctx_ud.clone()));
         *obj.slot.borrow_mut() = None;
         *self.ctx_slot.borrow_mut() = None;
-        let p = Pending { thread, mw, hook, msg: msg.clone(), ctx: ctx.clone(), request_id: request_id.to_string() };
+        let p = Pending {
+            thread,
+            mw,
+            hook,
+            msg: msg.clone(),
+            ctx: ctx.clone(),
+            request_id: request_id.to_string(),
+            response: None,
+        };
         self.settle(p, r)
     }
 
     /// Continue a call that waited for a body.
-    pub fn resume(&self, p: Pending) -> Outcome {
+    pub fn resume(&self, mut p: Pending) -> Outcome {
         let obj = self.object(p.hook);
         *obj.slot.borrow_mut() = Some(p.msg.clone());
         *self.ctx_slot.borrow_mut() = Some(p.ctx.clone());
         self.budget.reset();
+        // what this call (not another request's) had set with harmony.respond
+        *self.response_slot.borrow_mut() = p.response.take();
         let r = p.thread.resume::<MultiValue>(());
         *obj.slot.borrow_mut() = None;
         *self.ctx_slot.borrow_mut() = None;
@@ -314,7 +326,9 @@ impl LuaHost {
         }
     }
 
-    fn settle(&self, p: Pending, r: mlua::Result<MultiValue>) -> Outcome {
+    fn settle(&self, mut p: Pending, r: mlua::Result<MultiValue>) -> Outcome {
+        // the slot belongs to this call only: whatever happens, it leaves empty
+        let response = self.response_slot.borrow_mut().take();
         let Some(stage) = self.stage(p.mw) else { return Outcome::Continue };
         let values = match r {
             Ok(v) => v,
@@ -322,6 +336,7 @@ impl LuaHost {
         };
         if p.thread.status() == ThreadStatus::Resumable {
             if values.front().is_some_and(|v| v.equals(&self.prelude.need_body).unwrap_or(false)) {
+                p.response = response;
                 return Outcome::NeedBody(p);
             }
             // a script yielded on its own: not supported at the top level
@@ -332,13 +347,13 @@ impl LuaHost {
         self.recycle(p.thread);
         if ok {
             // `return harmony.respond(...)` inside pcall still counts
-            return match self.response_slot.borrow_mut().take() {
+            return match response {
                 Some(r) => Outcome::Respond(r),
                 None => Outcome::Continue,
             };
         }
         if err.equals(&self.prelude.respond).unwrap_or(false) {
-            if let Some(r) = self.response_slot.borrow_mut().take() {
+            if let Some(r) = response {
                 return Outcome::Respond(r);
             }
         }

@@ -25,12 +25,15 @@ pub(crate) struct Budget {
     used: Cell<u64>,
     limit: u64,
     kills: Cell<u64>,
+    /// Set once this call ran out: from then on nothing may catch the error.
+    killed: Cell<bool>,
 }
 
 impl Budget {
     /// Start a new call's budget.
     pub(crate) fn reset(&self) {
         self.used.set(0);
+        self.killed.set(false);
     }
     /// How many calls were stopped by the budget so far.
     pub(crate) fn kills(&self) -> u64 {
@@ -114,17 +117,57 @@ pub(crate) fn new_state(scripts_path: &Path, limits: &LuaLimits) -> mlua::Result
     install_require(&lua, scripts_path)?;
 
     lua.set_memory_limit(limits.memory)?;
-    let budget = Rc::new(Budget { used: Cell::new(0), limit: limits.instructions, kills: Cell::new(0) });
+    let budget = Rc::new(Budget {
+        used: Cell::new(0),
+        limit: limits.instructions,
+        kills: Cell::new(0),
+        killed: Cell::new(false),
+    });
     let b = budget.clone();
     lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), move |_, _| {
         let used = b.used.get() + u64::from(HOOK_EVERY);
         b.used.set(used);
         if used > b.limit {
-            b.kills.set(b.kills.get() + 1);
+            if !b.killed.replace(true) {
+                b.kills.set(b.kills.get() + 1);
+            }
             return Err(mlua::Error::runtime(format!("instruction budget exceeded ({} instructions)", b.limit)));
         }
         Ok(VmState::Continue)
     })?;
+    // pcall, xpcall and coroutines would otherwise catch the budget error and
+    // go on looping: once a call is out of budget they re-raise it
+    let k = budget.clone();
+    let killed = lua.create_function(move |_, ()| Ok(k.killed.get()))?;
+    lua.load(
+        r#"
+        local killed, pcall, xpcall, co_create, co_resume, error, MSG = ...
+        local function pass(...)
+          if killed() then error(MSG, 0) end
+          return ...
+        end
+        local function unwrap(ok, ...)
+          if not ok then error((...), 0) end
+          return ...
+        end
+        _G.pcall = function(...) return pass(pcall(...)) end
+        _G.xpcall = function(...) return pass(xpcall(...)) end
+        coroutine.resume = function(...) return pass(co_resume(...)) end
+        coroutine.wrap = function(f)
+          local co = co_create(f)
+          return function(...) return unwrap(pass(co_resume(co, ...))) end
+        end"#,
+    )
+    .set_name("=harmony.budget")
+    .call::<()>((
+        killed,
+        g.get::<mlua::Function>("pcall")?,
+        g.get::<mlua::Function>("xpcall")?,
+        lua.globals().get::<Table>("coroutine")?.get::<mlua::Function>("create")?,
+        lua.globals().get::<Table>("coroutine")?.get::<mlua::Function>("resume")?,
+        g.get::<mlua::Function>("error")?,
+        format!("instruction budget exceeded ({} instructions)", limits.instructions),
+    ))?;
     Ok((lua, budget))
 }
 
@@ -218,6 +261,22 @@ mod tests {
         assert!(err_of(&lua, "require('../x')").contains("names are"));
         assert!(err_of(&lua, "require('/etc/passwd')").contains("names are"));
         assert!(err_of(&lua, "require('nope')").contains("nope"));
+    }
+
+    #[test]
+    fn the_budget_cannot_be_caught() {
+        let (lua, budget) = state();
+        for code in [
+            "while true do pcall(function() while true do end end) end",
+            "while true do xpcall(function() while true do end end, function() end) end",
+            "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+            "while true do pcall(coroutine.wrap(function() while true do end end)) end",
+        ] {
+            budget.reset();
+            assert!(err_of(&lua, code).contains("instruction budget exceeded"), "{code}");
+        }
+        budget.reset();
+        assert_eq!(lua.load("return select(2, pcall(error, 'x'))").eval::<String>().unwrap(), "x");
     }
 
     #[test]

@@ -170,3 +170,43 @@ fn load_errors_name_file_and_line() {
     let msg = err.0.join("\n");
     assert!(msg.contains("bad.lua:3:"), "{msg}");
 }
+
+#[test]
+fn a_respond_made_by_one_request_never_answers_another() {
+    let h = host(
+        "slot",
+        r#"return { on_request = function(req)
+          if req.method == "POST" then local _ = req.body end
+          if req.headers["x-b"] then
+            pcall(harmony.respond, 403, {}, "for-B-only")
+            error("boom")
+          end
+        end }"#,
+        false,
+    );
+    let a = request(Body::Pending);
+    let ctx_a = h.new_ctx("gw", "p", "e", "a").unwrap();
+    let Outcome::NeedBody(pa) = h.call(0, Hook::Request, &a, &ctx_a, "a") else { panic!("A should wait for its body") };
+    let b = request(Body::Loaded(Vec::new()));
+    b.borrow_mut().method = "GET".into();
+    b.borrow_mut().headers.append("X-B", b"1");
+    let ctx_b = h.new_ctx("gw", "p", "e", "b").unwrap();
+    assert!(matches!(h.call(0, Hook::Request, &b, &ctx_b, "b"), Outcome::Failed { .. }));
+    a.borrow_mut().body = Body::Loaded(b"{}".to_vec());
+    assert!(matches!(h.resume(pa), Outcome::Continue), "A must not get B's response");
+}
+
+#[test]
+fn pcall_cannot_outlive_the_budget() {
+    let h = host(
+        "spin",
+        r#"return { on_request = function(req)
+          while true do pcall(function() while true do end end) end
+        end }"#,
+        false,
+    );
+    let msg = request(Body::Loaded(Vec::new()));
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    assert!(matches!(h.call(0, Hook::Request, &msg, &ctx, "rid"), Outcome::Failed { .. }));
+    assert_eq!(h.budget_kills(), 1);
+}

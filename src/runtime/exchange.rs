@@ -247,12 +247,17 @@ impl Worker {
                     return self.stage_failed(c, &error_id, true);
                 }
                 Outcome::NeedBody(p) => {
-                    ex.pending = Some(p);
-                    if matches!(msg.borrow().body, Body::Pending) {
-                        ex.sink = Sink::Collect { buf: Vec::new(), for_stage: true };
-                        ex.continue_owed = ex.expects_continue;
-                        return; // request_body_step collects, then calls us again
+                    // if the body never comes, the stages before this one still answer
+                    ex.stages_run = ex.next_stage;
+                    if !matches!(msg.borrow().body, Body::Pending) {
+                        // the body is here: only a script yielding on its own gets here
+                        log::error!("rid={} a Lua stage yielded with the body already loaded", ex.request_id);
+                        return self.stage_failed(c, "lua-yield", true);
                     }
+                    ex.pending = Some(p);
+                    ex.sink = Sink::Collect { buf: Vec::new(), for_stage: true };
+                    ex.continue_owed = ex.expects_continue;
+                    return; // request_body_step collects, then calls us again
                 }
             }
         }

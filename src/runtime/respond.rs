@@ -174,11 +174,18 @@ impl Worker {
                     return self.stage_failed(c, &error_id, false);
                 }
                 Outcome::NeedBody(p) => {
-                    rs.pending = Some(p);
-                    if matches!(rs.msg.borrow().body, Body::Pending) {
-                        rs.collecting = Some(Vec::new());
-                        return; // response_step collects, then calls us again
+                    if !matches!(rs.msg.borrow().body, Body::Pending) {
+                        // the body is here: only a script yielding on its own gets here
+                        log::error!("rid={} a Lua stage yielded with the body already loaded", ex.request_id);
+                        ex.resp = None;
+                        if let Some(up) = c.up.take() {
+                            self.close_upstream(up);
+                        }
+                        return self.stage_failed(c, "lua-yield", false);
                     }
+                    rs.pending = Some(p);
+                    rs.collecting = Some(Vec::new());
+                    return; // response_step collects, then calls us again
                 }
             }
         }
