@@ -275,7 +275,8 @@ impl Worker {
                 }
                 Phase::Backend => self.backend_down(&mut d, "backend did not answer in time"),
                 Phase::Relay => {
-                    d.outcome.push_str(", closed after linger");
+                    let half_closed = d.front.shut || d.back.as_ref().is_some_and(|b| b.side.shut);
+                    d.outcome.push_str(if half_closed { ", closed after linger" } else { ", idle timeout" });
                     d.phase = Phase::Closed;
                 }
                 Phase::Closing | Phase::Closed => d.phase = Phase::Closed,
@@ -488,9 +489,12 @@ impl Worker {
                 }
                 if closed_one {
                     progress = true;
-                    if d.deadline.is_none() {
-                        d.deadline = Some(self.now + RELAY_LINGER);
-                    }
+                }
+                // an idle association (or one half-closed side that stays silent)
+                // does not hold its sockets forever; traffic pushes the deadline
+                let window = if d.front.shut || back.side.shut { RELAY_LINGER } else { self.gen.settings.idle_timeout };
+                if progress || d.deadline.is_none() {
+                    d.deadline = Some(self.now + window);
                 }
                 if d.front.shut && back.side.shut {
                     d.phase = Phase::Closed;
