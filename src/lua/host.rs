@@ -229,11 +229,14 @@ impl LuaHost {
                 Ok(())
             })?;
         let traceback: Function = lua.named_registry_value("harmony.traceback")?;
-        let pieces: Table = lua
-            .load(include_str!("prelude.lua"))
-            .set_name("=harmony.prelude")
-            .set_mode(ChunkMode::Text)
-            .call((traceback, set_response, json.get::<Function>("encode")?, json.get::<Function>("decode")?))?;
+        let pieces: Table =
+            lua.load(include_str!("prelude.lua")).set_name("=harmony.prelude").set_mode(ChunkMode::Text).call((
+                traceback,
+                set_response,
+                json.get::<Function>("encode")?,
+                json.get::<Function>("decode")?,
+                lua.named_registry_value::<Function>("harmony.raw_xpcall")?,
+            ))?;
         harmony.set("respond", pieces.get::<Function>("respond")?)?;
         lua.globals().set("harmony", harmony)?;
         lua.set_named_registry_value("harmony.wrap", pieces.get::<Function>("wrap")?)?;

@@ -1,8 +1,8 @@
 -- Harmony's Lua prelude: runs once per state, before any script, with the
 -- full environment. It returns the pieces the host needs; scripts never see
 -- its locals.
-local traceback, set_response, json_encode, json_decode = ...
-local yield, xpcall, setmetatable, error, tostring = coroutine.yield, xpcall, setmetatable, error, tostring
+local traceback, set_response, json_encode, json_decode, xpcall = ...
+local yield, setmetatable, error, tostring = coroutine.yield, setmetatable, error, tostring
 
 local NEED_BODY, RESPOND = {}, {}
 

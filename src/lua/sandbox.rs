@@ -139,6 +139,9 @@ pub(crate) fn new_state(scripts_path: &Path, limits: &LuaLimits) -> mlua::Result
     // go on looping: once a call is out of budget they re-raise it
     let k = budget.clone();
     let killed = lua.create_function(move |_, ()| Ok(k.killed.get()))?;
+    // the host's own wrapper around each hook keeps the plain xpcall: it
+    // does not loop, and it must see the budget error to report it
+    lua.set_named_registry_value("harmony.raw_xpcall", g.get::<mlua::Function>("xpcall")?)?;
     lua.load(
         r#"
         local killed, pcall, xpcall, co_create, co_resume, error, MSG = ...
