@@ -140,16 +140,7 @@ fn http_backend(cx: &mut Ctx, t: &Tbl<'_, '_>, o: Option<&Tbl<'_, '_>>, timeout:
     };
     o.check_keys(cx, &["base_url", "targets", "timeout_ms", "preserve_host"], &["path_prefix"]);
     let mut ok = true;
-    let mut timeout_ms = timeout;
-    if let Some(tv) = o.get("timeout_ms") {
-        if t.get("timeout_secs").is_some() {
-            tv.key_err(cx, "set either timeout_ms or timeout_secs, not both");
-        }
-        match tv.uint(cx, 1, 86_400_000) {
-            Some(n) => timeout_ms = n,
-            None => ok = false,
-        }
-    }
+    let timeout_ms = backend_timeout(cx, t, o, timeout, &mut ok);
     let preserve_host = o.bool(cx, "preserve_host").unwrap_or(false);
 
     let mut targets = Vec::new();
@@ -300,17 +291,24 @@ fn dicom_backend(cx: &mut Ctx, t: &Tbl<'_, '_>, o: Option<&Tbl<'_, '_>>, timeout
         },
         None => None,
     };
-    let mut timeout_ms = timeout;
-    if let Some(tv) = o.get("timeout_ms") {
-        if t.get("timeout_secs").is_some() {
-            tv.key_err(cx, "set either timeout_ms or timeout_secs, not both");
-        }
-        match tv.uint(cx, 1, 86_400_000) {
-            Some(n) => timeout_ms = n,
-            None => ok = false,
-        }
-    }
+    let timeout_ms = backend_timeout(cx, t, o, timeout, &mut ok);
     let addr = std::net::SocketAddr::new(ip?, port? as u16);
     let aet = aet?.to_string();
     ok.then_some(DicomBackend { aet, addr, local_aet, timeout_ms })
+}
+
+/// `options.timeout_ms` of a backend (1 ms to a day), or `default`; it may
+/// not be combined with Harmony's item-level `timeout_secs`.
+fn backend_timeout(cx: &mut Ctx, t: &Tbl<'_, '_>, o: &Tbl<'_, '_>, default: u64, ok: &mut bool) -> u64 {
+    let Some(tv) = o.get("timeout_ms") else { return default };
+    if t.get("timeout_secs").is_some() {
+        tv.key_err(cx, "set either timeout_ms or timeout_secs, not both");
+    }
+    match tv.uint(cx, 1, 86_400_000) {
+        Some(n) => n,
+        None => {
+            *ok = false;
+            default
+        }
+    }
 }
