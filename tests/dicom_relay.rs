@@ -173,14 +173,15 @@ fn echo_through_the_relay() {
     let (status, output) = echoscu(&tmp, "HARMONY", hport, "echo2.log");
     assert!(status.success(), "second echoscu failed: {output}");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !h.stderr().contains("outcome=\"accepted\"") && Instant::now() < deadline {
+    while !h.stderr().contains("outcome=\"released\"") && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
     }
     let log = h.stderr();
     assert!(
-        log.contains("calling=TESTSCU called=HARMONY backend=pacs outcome=\"accepted\""),
-        "access log line missing:\n{log}"
+        log.contains("calling=TESTSCU called=HARMONY backend=pacs outcome=\"released\" messages=1"),
+        "association access log line missing:\n{log}"
     );
+    assert!(log.contains("C-ECHO-RQ msg=1 from=client status=0x0000"), "DIMSE access log line missing:\n{log}");
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! and `[backends.*]`.
 
 use super::build::{origin, Items};
-use super::model::{Backend, BackendKind, DicomBackend, Endpoint, EndpointKind, HttpBackend};
-use super::settings::parse_ip;
+use super::dicom::{dicom_backend, dicom_endpoint};
+use super::model::{Backend, BackendKind, Endpoint, EndpointKind, HttpBackend};
 use super::source::Ctx;
 use super::url::{normalise_prefix, parse_upstream};
 use super::value::{Tbl, Val};
@@ -198,108 +198,9 @@ fn http_backend(cx: &mut Ctx, t: &Tbl<'_, '_>, o: Option<&Tbl<'_, '_>>, timeout:
     ok.then_some(HttpBackend { targets, base_path, host_header, timeout_ms, preserve_host })
 }
 
-/// A DICOM AE title: 1-16 characters of the default character repertoire
-/// (printable ASCII without backslash), not only spaces. Returns it trimmed.
-fn ae_title<'a>(cx: &mut Ctx, v: &Val<'a, '_>) -> Option<&'a str> {
-    let s = v.str(cx)?;
-    let ok = !s.is_empty()
-        && s.len() <= 16
-        && !s.trim().is_empty()
-        && s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\');
-    if !ok {
-        v.err(cx, format!("invalid AE title '{s}' (1-16 printable ASCII characters, no backslash, not only spaces)"));
-        return None;
-    }
-    Some(s.trim())
-}
-
-/// `service = "dicom"` endpoint options.
-fn dicom_endpoint(cx: &mut Ctx, t: &Tbl<'_, '_>, o: Option<&Tbl<'_, '_>>) -> Option<EndpointKind> {
-    let Some(o) = o else {
-        t.missing(cx, "options", "dicom endpoints need options.ae_title");
-        return None;
-    };
-    o.check_keys(cx, &["ae_title", "allowed_calling_aes"], &[]);
-    let ae = match o.get("ae_title") {
-        Some(v) => ae_title(cx, &v),
-        None => {
-            o.missing(cx, "ae_title", "");
-            None
-        }
-    };
-    let mut allowed = Vec::new();
-    let mut ok = true;
-    if let Some(v) = o.get("allowed_calling_aes") {
-        match v.array(cx) {
-            Some(list) => {
-                for ev in list {
-                    match ae_title(cx, &ev) {
-                        Some(a) => allowed.push(a.to_string()),
-                        None => ok = false,
-                    }
-                }
-            }
-            None => ok = false,
-        }
-    }
-    let ae = ae?;
-    ok.then(|| EndpointKind::Dicom { ae_title: ae.to_string(), allowed_calling_aes: allowed })
-}
-
-/// `service = "dicom"` backend options.
-fn dicom_backend(cx: &mut Ctx, t: &Tbl<'_, '_>, o: Option<&Tbl<'_, '_>>, timeout: u64) -> Option<DicomBackend> {
-    let Some(o) = o else {
-        t.missing(cx, "options", "dicom backends need options.aet, options.host and options.port");
-        return None;
-    };
-    o.check_keys(cx, &["aet", "host", "port", "local_aet", "timeout_ms"], &[]);
-    let mut ok = true;
-    let aet = match o.get("aet") {
-        Some(v) => ae_title(cx, &v),
-        None => {
-            o.missing(cx, "aet", "");
-            None
-        }
-    };
-    let ip = match o.get("host") {
-        Some(v) => v.str(cx).and_then(|s| {
-            let ip = parse_ip(s);
-            if ip.is_none() {
-                v.err(cx, format!("invalid host '{s}' (expected an IP address or localhost; no DNS in this build)"));
-            }
-            ip
-        }),
-        None => {
-            o.missing(cx, "host", "");
-            None
-        }
-    };
-    let port = match o.get("port") {
-        Some(v) => v.uint(cx, 1, 65535),
-        None => {
-            o.missing(cx, "port", "");
-            None
-        }
-    };
-    let local_aet = match o.get("local_aet") {
-        Some(v) => match ae_title(cx, &v) {
-            Some(a) => Some(a.to_string()),
-            None => {
-                ok = false;
-                None
-            }
-        },
-        None => None,
-    };
-    let timeout_ms = backend_timeout(cx, t, o, timeout, &mut ok);
-    let addr = std::net::SocketAddr::new(ip?, port? as u16);
-    let aet = aet?.to_string();
-    ok.then_some(DicomBackend { aet, addr, local_aet, timeout_ms })
-}
-
 /// `options.timeout_ms` of a backend (1 ms to a day), or `default`; it may
 /// not be combined with Harmony's item-level `timeout_secs`.
-fn backend_timeout(cx: &mut Ctx, t: &Tbl<'_, '_>, o: &Tbl<'_, '_>, default: u64, ok: &mut bool) -> u64 {
+pub(crate) fn backend_timeout(cx: &mut Ctx, t: &Tbl<'_, '_>, o: &Tbl<'_, '_>, default: u64, ok: &mut bool) -> u64 {
     let Some(tv) = o.get("timeout_ms") else { return default };
     if t.get("timeout_secs").is_some() {
         tv.key_err(cx, "set either timeout_ms or timeout_secs, not both");

@@ -8,6 +8,7 @@
 //! accessors and error sink; `model.rs` is the typed result.
 
 mod build;
+mod dicom;
 mod error;
 mod items;
 mod load;
@@ -22,6 +23,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use dicom::{DEFAULT_DIMSE_TIMEOUT_MS, DEFAULT_MAX_ASSOCIATIONS, DEFAULT_MAX_PDU};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::load;
 pub use model::*;

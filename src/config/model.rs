@@ -92,8 +92,8 @@ pub struct Network {
     pub name: String,
     /// `[network.N.http]`, if present.
     pub http: Option<HttpListener>,
-    /// `[network.N.dicom]`, if present (same keys as `http`).
-    pub dicom: Option<HttpListener>,
+    /// `[network.N.dicom]`, if present.
+    pub dicom: Option<DicomListener>,
     pub origin: Origin,
 }
 
@@ -101,6 +101,19 @@ pub struct Network {
 pub struct HttpListener {
     /// bind_address + bind_port.
     pub addr: SocketAddr,
+}
+
+/// `[network.N.dicom]`: the `http` keys plus DICOM limits.
+#[derive(Debug, Clone)]
+pub struct DicomListener {
+    pub addr: SocketAddr,
+    /// `max_pdu`: the largest PDU body either peer may send; both are told
+    /// so in the Maximum Length they see (default 128 KiB).
+    pub max_pdu: u32,
+    /// `max_associations`: at once on this listener, all workers (default 64).
+    pub max_associations: usize,
+    /// `max_associations_per_calling_ae` (default 0: no per-AE limit).
+    pub max_associations_per_calling_ae: usize,
 }
 
 /// `[management]` (served from issue 3 on; validated now).
@@ -147,10 +160,54 @@ pub enum EndpointKind {
     /// service = "http" | "fhir": routed by path prefix ("/" if not given;
     /// normalised: leading "/", no trailing "/" except for "/").
     Http { service: String, path_prefix: String },
-    /// service = "dicom": routed by the called AE title (`options.ae_title`,
-    /// 1-16 characters, compared without surrounding spaces);
-    /// `options.allowed_calling_aes` (empty = any calling AE).
-    Dicom { ae_title: String, allowed_calling_aes: Vec<String> },
+    /// service = "dicom": routed by the called AE title.
+    Dicom(DicomEndpoint),
+}
+
+/// `service = "dicom"` endpoint options.
+#[derive(Debug, Clone)]
+pub struct DicomEndpoint {
+    /// `ae_title` (1-16 characters, compared without surrounding spaces).
+    pub ae_title: String,
+    /// `allowed_calling_aes` (empty = any calling AE).
+    pub allowed_calling_aes: Vec<String>,
+    /// `calling_ae_routes = { AE = "backend" }` (with the value's line).
+    pub calling_ae_routes: Vec<(String, String, usize)>,
+    /// `peer_routes = { "10.0.0.0/8" = "backend" }` (with the value's line).
+    pub peer_routes: Vec<(PeerNet, String, usize)>,
+    /// `echo = "local"`: answer C-ECHO here instead of forwarding it.
+    pub local_echo: bool,
+    /// `move_destinations = ["backend", ...]`: C-MOVE destinations reached
+    /// through the proxy (with the value's line).
+    pub move_destinations: Vec<(String, usize)>,
+}
+
+/// An IP network (address + prefix length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerNet {
+    pub ip: std::net::IpAddr,
+    pub bits: u8,
+}
+
+impl PeerNet {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.ip, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = if self.bits == 0 { 0 } else { u32::MAX << (32 - u32::from(self.bits)) };
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = if self.bits == 0 { 0 } else { u128::MAX << (128 - u32::from(self.bits)) };
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +267,9 @@ pub struct DicomBackend {
     pub local_aet: Option<String>,
     /// `options.timeout_ms` (connect + association answer), or proxy.upstream_timeout_ms.
     pub timeout_ms: u64,
+    /// `options.dimse_timeout_ms`: time the backend has to answer a DIMSE
+    /// request; pending responses restart it (default 120 s).
+    pub dimse_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone)]

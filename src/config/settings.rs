@@ -179,26 +179,30 @@ pub(crate) fn networks(cx: &mut Ctx, t: Option<&Tbl<'_, '_>>) -> (BTreeMap<Strin
         if n.get("dicom").is_some() {
             declared.dicom.insert(name.to_string());
         }
-        let mut one = |cx: &mut Ctx, key: &str| {
-            let l = n.table(cx, key).and_then(|h| listener(cx, &h));
-            if let Some(h) = &l {
-                if let Some((_, other)) = bound.iter().find(|(a, _)| *a == h.addr) {
-                    n.get(key).unwrap().key_err(cx, format!("address {} is already used by network '{other}'", h.addr));
-                }
-                bound.push((h.addr, name.to_string()));
+        let mut check = |cx: &mut Ctx, key: &str, addr: SocketAddr| {
+            if let Some((_, other)) = bound.iter().find(|(a, _)| *a == addr) {
+                n.get(key).unwrap().key_err(cx, format!("address {addr} is already used by network '{other}'"));
             }
-            l
+            bound.push((addr, name.to_string()));
         };
-        let http = one(cx, "http");
-        let dicom = one(cx, "dicom");
+        let http = n.table(cx, "http").and_then(|h| listener(cx, &h, &[]));
+        if let Some(h) = &http {
+            check(cx, "http", h.addr);
+        }
+        let dicom = n.table(cx, "dicom").and_then(|h| super::dicom::dicom_listener(cx, &h));
+        if let Some(d) = &dicom {
+            check(cx, "dicom", d.addr);
+        }
         let network = Network { name: name.to_string(), http, dicom, origin: origin(&v) };
         out.insert(name.to_string(), network);
     }
     (out, declared)
 }
 
-fn listener(cx: &mut Ctx, h: &Tbl<'_, '_>) -> Option<HttpListener> {
-    h.check_keys(cx, &["bind_address", "bind_port"], &[]);
+/// The listener keys of a `[network.N.http]`/`.dicom` table; `extra` are
+/// further keys the caller reads.
+pub(crate) fn listener(cx: &mut Ctx, h: &Tbl<'_, '_>, extra: &[&str]) -> Option<HttpListener> {
+    h.check_keys(cx, &[&["bind_address", "bind_port"][..], extra].concat(), &[]);
     let ip = match h.get("bind_address") {
         None => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         Some(v) => v.str(cx).and_then(|s| {

@@ -91,7 +91,9 @@ pub(crate) fn pipelines(
                 continue;
             }
             for (e, ev) in &endpoints {
-                let Some(EndpointKind::Dicom { ae_title, .. }) = config.endpoints.get(e).map(|ep| &ep.kind) else {
+                let Some(EndpointKind::Dicom(crate::config::DicomEndpoint { ae_title, .. })) =
+                    config.endpoints.get(e).map(|ep| &ep.kind)
+                else {
                     continue;
                 };
                 let key = (n.clone(), ae_title.clone());

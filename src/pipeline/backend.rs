@@ -24,6 +24,8 @@ pub struct DicomTarget {
     pub local_aet: Option<String>,
     /// Connect + association answer timeout.
     pub timeout: Duration,
+    /// Time to answer a DIMSE request (pending responses restart it).
+    pub dimse_timeout: Duration,
 }
 
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 use super::backend::{Backend, DicomTarget, HttpUpstream};
 use super::middleware::Middleware;
 use super::router::{match_route, sort_routes, Route, RouteMatch};
-use crate::config::{BackendKind, Config, EndpointKind, MiddlewareKind};
+use crate::config::{BackendKind, Config, EndpointKind, MiddlewareKind, PeerNet};
 use crate::lua::{LuaLimits, StageSpec};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,6 +39,7 @@ pub struct NetworkRt {
     pub dicom: Option<SocketAddr>,
     /// Associations on the dicom listener, by called AE title.
     pub dicom_routes: Vec<DicomRoute>,
+    pub dicom_limits: DicomLimits,
 }
 
 /// A dicom endpoint on a network: associations whose called AE is
@@ -50,7 +51,25 @@ pub struct DicomRoute {
     pub allowed_calling_aes: Vec<String>,
     pub pipeline: usize,
     pub endpoint: usize,
+    /// The default backend: the pipeline's first dicom backend.
     pub backend: usize,
+    /// Calling AE title → backend (before peer routes).
+    pub calling_ae_routes: Vec<(String, usize)>,
+    /// Peer network → backend (first match).
+    pub peer_routes: Vec<(PeerNet, usize)>,
+    /// Answer C-ECHO here.
+    pub local_echo: bool,
+    /// Dicom backends that C-MOVE sub-operations are delivered to through
+    /// the proxy (matched by their `aet`).
+    pub move_destinations: Vec<usize>,
+}
+
+/// Limits of a `[network.N.dicom]` listener.
+#[derive(Debug, Clone, Copy)]
+pub struct DicomLimits {
+    pub max_pdu: u32,
+    pub max_associations: usize,
+    pub max_associations_per_calling_ae: usize,
 }
 
 #[derive(Debug)]
@@ -159,6 +178,7 @@ impl Generation {
                         addr: d.addr,
                         local_aet: d.local_aet.clone(),
                         timeout: ms(d.timeout_ms),
+                        dimse_timeout: ms(d.dimse_timeout_ms),
                     }),
                 };
                 (b.name.clone(), be)
@@ -187,6 +207,18 @@ impl Generation {
                 routes: Vec::new(),
                 dicom: n.dicom.as_ref().map(|h| h.addr),
                 dicom_routes: Vec::new(),
+                dicom_limits: n.dicom.as_ref().map_or(
+                    DicomLimits {
+                        max_pdu: crate::config::DEFAULT_MAX_PDU,
+                        max_associations: crate::config::DEFAULT_MAX_ASSOCIATIONS,
+                        max_associations_per_calling_ae: 0,
+                    },
+                    |d| DicomLimits {
+                        max_pdu: d.max_pdu,
+                        max_associations: d.max_associations,
+                        max_associations_per_calling_ae: d.max_associations_per_calling_ae,
+                    },
+                ),
             })
             .collect();
 
@@ -213,21 +245,55 @@ impl Generation {
                             networks[ni].routes.push(Route { prefix: path_prefix.clone(), pipeline: pi, endpoint: ei });
                         }
                     }
-                    EndpointKind::Dicom { ae_title, allowed_calling_aes } => {
+                    EndpointKind::Dicom(d) => {
                         // the first dicom backend of the pipeline
                         let backend = be
                             .iter()
                             .copied()
                             .find(|&b| matches!(backends[b].1, Backend::Dicom(_)))
                             .ok_or_else(|| format!("{}: pipeline '{}' has no dicom backend", pl.origin, pl.name))?;
+                        let file = cfg.endpoints[ep].origin.file.display().to_string();
+                        let of_pipeline = |name: &str, line: usize, key: &str| -> Result<usize, String> {
+                            be.iter()
+                                .copied()
+                                .find(|&b| backends[b].0 == name && matches!(backends[b].1, Backend::Dicom(_)))
+                                .ok_or_else(|| {
+                                    format!(
+                                        "{file}:{line}: endpoints.{ep}.options.{key}: '{name}' is not a dicom backend of pipeline '{}'",
+                                        pl.name
+                                    )
+                                })
+                        };
+                        let mut calling_ae_routes = Vec::new();
+                        for (ae, b, line) in &d.calling_ae_routes {
+                            calling_ae_routes.push((ae.clone(), of_pipeline(b, *line, "calling_ae_routes")?));
+                        }
+                        let mut peer_routes = Vec::new();
+                        for (net, b, line) in &d.peer_routes {
+                            peer_routes.push((*net, of_pipeline(b, *line, "peer_routes")?));
+                        }
+                        let mut move_destinations = Vec::new();
+                        for (b, line) in &d.move_destinations {
+                            let i = backends
+                                .iter()
+                                .position(|(n, k)| n == b && matches!(k, Backend::Dicom(_)))
+                                .ok_or_else(|| {
+                                    format!("{file}:{line}: endpoints.{ep}.options.move_destinations: '{b}' is not a dicom backend")
+                                })?;
+                            move_destinations.push(i);
+                        }
                         for net in &pl.networks {
                             let ni = index(&net_names, net, "network")?;
                             networks[ni].dicom_routes.push(DicomRoute {
-                                ae_title: ae_title.clone(),
-                                allowed_calling_aes: allowed_calling_aes.clone(),
+                                ae_title: d.ae_title.clone(),
+                                allowed_calling_aes: d.allowed_calling_aes.clone(),
                                 pipeline: pi,
                                 endpoint: ei,
                                 backend,
+                                calling_ae_routes: calling_ae_routes.clone(),
+                                peer_routes: peer_routes.clone(),
+                                local_echo: d.local_echo,
+                                move_destinations: move_destinations.clone(),
                             });
                         }
                     }

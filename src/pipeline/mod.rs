@@ -11,7 +11,9 @@ mod router;
 
 pub use backend::{Backend, DicomTarget, HttpUpstream};
 pub use error::ProxyError;
-pub use generation::{DicomRoute, Generation, Limits, LuaSettings, ManagementRt, NetworkRt, PipelineRt, Settings};
+pub use generation::{
+    DicomLimits, DicomRoute, Generation, Limits, LuaSettings, ManagementRt, NetworkRt, PipelineRt, Settings,
+};
 pub use middleware::{Ctx, Flow, LocalResponse, Middleware};
 pub use path::normalize_path;
 pub use router::{route_path, Route, RouteMatch};

@@ -81,9 +81,31 @@ pub(crate) struct Metrics {
     pub(crate) upstream_errors: u64,
     pub(crate) lua_errors: u64,
     pub(crate) lua_budget_kills: u64,
+    /// (pipeline, result, count): DICOM associations by how they ended.
+    pub(crate) dicom_associations: Vec<(String, &'static str, u64)>,
+    /// (pipeline, command, status, count): DIMSE requests by final status.
+    pub(crate) dimse: Vec<(String, &'static str, u16, u64)>,
+    /// DICOM bytes client → backend and backend → client.
+    pub(crate) dicom_bytes: [u64; 2],
 }
 
 impl Metrics {
+    pub(crate) fn record_association(&mut self, pipeline: &str, result: &'static str, up: u64, down: u64) {
+        match self.dicom_associations.iter_mut().find(|(p, r, _)| *r == result && p == pipeline) {
+            Some((_, _, n)) => *n += 1,
+            None => self.dicom_associations.push((pipeline.to_string(), result, 1)),
+        }
+        self.dicom_bytes[0] += up;
+        self.dicom_bytes[1] += down;
+    }
+
+    pub(crate) fn record_dimse(&mut self, pipeline: &str, command: &'static str, status: u16) {
+        match self.dimse.iter_mut().find(|(p, c, s, _)| *s == status && *c == command && p == pipeline) {
+            Some((_, _, _, n)) => *n += 1,
+            None => self.dimse.push((pipeline.to_string(), command, status, 1)),
+        }
+    }
+
     pub(crate) fn record(&mut self, pipeline: &str, status: u16, seconds: f64) {
         match self.requests.iter_mut().find(|(p, s, _)| *s == status && p == pipeline) {
             Some((_, _, n)) => *n += 1,
@@ -105,4 +127,6 @@ pub(crate) struct Shared {
     pub(crate) reload_tx: Mutex<Sender<ReloadRequest>>,
     pub(crate) metrics: Vec<Mutex<Metrics>>,
     pub(crate) open_connections: Vec<AtomicUsize>,
+    /// DICOM association counts and proxied C-MOVEs, across workers.
+    pub(crate) dicom: super::dicom::DicomShared,
 }

@@ -107,6 +107,7 @@ pub fn run(gen: Generation, config_path: &Path, read_at: std::time::SystemTime) 
         }),
         reload_tx: Mutex::new(reload_tx),
         metrics: (0..workers).map(|_| Mutex::new(Metrics::default())).collect(),
+        dicom: Default::default(),
         open_connections: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
     });
     let mut handles = Vec::new();

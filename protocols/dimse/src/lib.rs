@@ -5,6 +5,7 @@
 //! - [`association`]: the PS3.8 §9.2 state machine, both roles; time is passed in.
 //! - [`negotiate`]: acceptor-side evaluation of an A-ASSOCIATE-RQ against a policy.
 //! - [`pdv`]: P-DATA reassembly into command/data sets and fragmentation.
+//! - [`pdata`]: zero-copy PDU splitting and PDV walking for a relay.
 //! - [`command`]: DIMSE command sets (group 0000, implicit VR little endian).
 //!
 //! No sockets, no clock: bytes in, values out. See `LIFECYCLE.md`.
@@ -16,6 +17,7 @@ pub mod command;
 mod error;
 pub mod framing;
 pub mod negotiate;
+pub mod pdata;
 pub mod pdv;
 #[cfg(test)]
 mod tests;

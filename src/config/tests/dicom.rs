@@ -30,11 +30,10 @@ fn dicom_relay_config_loads() {
     let net = &c.networks["imaging"];
     assert!(net.http.is_none());
     assert_eq!(net.dicom.as_ref().unwrap().addr.to_string(), "127.0.0.1:11112");
-    let EndpointKind::Dicom { ae_title, allowed_calling_aes } = &c.endpoints["dicom_in"].kind else {
-        panic!("not dicom")
-    };
-    assert_eq!(ae_title, "HARMONY");
-    assert_eq!(allowed_calling_aes, &["CT01".to_string(), "MR02".to_string()]);
+    let EndpointKind::Dicom(ep) = &c.endpoints["dicom_in"].kind else { panic!("not dicom") };
+    assert_eq!(ep.ae_title, "HARMONY");
+    assert_eq!(ep.allowed_calling_aes, &["CT01".to_string(), "MR02".to_string()]);
+    assert!(!ep.local_echo);
     let BackendKind::Dicom(b) = &c.backends["pacs"].kind else { panic!("not dicom") };
     assert_eq!(b.aet, "ORTHANC");
     assert_eq!(b.addr.to_string(), "127.0.0.1:4242");
