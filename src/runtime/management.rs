@@ -204,6 +204,9 @@ impl Worker {
         let mut requests: std::collections::BTreeMap<(String, u16), u64> = Default::default();
         let mut buckets = [0u64; BUCKETS.len() + 1];
         let (mut sum, mut count, mut up_err, mut lua_err, mut kills) = (0.0, 0u64, 0u64, 0u64, 0u64);
+        let mut assocs: std::collections::BTreeMap<(String, &str), u64> = Default::default();
+        let mut dimse: std::collections::BTreeMap<(String, &str, u16), u64> = Default::default();
+        let mut dicom_bytes = [0u64; 2];
         for m in &self.shared.metrics {
             let m = match m.lock() {
                 Ok(m) => m,
@@ -220,6 +223,14 @@ impl Worker {
             up_err += m.upstream_errors;
             lua_err += m.lua_errors;
             kills += m.lua_budget_kills;
+            for (p, r, v) in &m.dicom_associations {
+                *assocs.entry((p.clone(), *r)).or_default() += v;
+            }
+            for (p, c, st, v) in &m.dimse {
+                *dimse.entry((p.clone(), *c, *st)).or_default() += v;
+            }
+            dicom_bytes[0] += m.dicom_bytes[0];
+            dicom_bytes[1] += m.dicom_bytes[1];
         }
         let status = match self.shared.status.lock() {
             Ok(s) => s.clone(),
@@ -254,6 +265,30 @@ impl Worker {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }
         let _ = writeln!(o, "# HELP harmony_open_connections Client connections open now.\n# TYPE harmony_open_connections gauge\nharmony_open_connections {open}");
+        o.push_str("# HELP harmony_dicom_associations_total DICOM associations by pipeline and result (completed, aborted, rejected, failed).\n# TYPE harmony_dicom_associations_total counter\n");
+        for ((p, r), v) in &assocs {
+            let _ = writeln!(
+                o,
+                "harmony_dicom_associations_total{{pipeline=\"{}\",result=\"{r}\"}} {v}",
+                p.replace('"', "\\\"")
+            );
+        }
+        o.push_str("# HELP harmony_dimse_requests_total DIMSE requests by pipeline, command and final status.\n# TYPE harmony_dimse_requests_total counter\n");
+        for ((p, c, st), v) in &dimse {
+            let _ = writeln!(
+                o,
+                "harmony_dimse_requests_total{{pipeline=\"{}\",command=\"{c}\",status=\"{st:#06x}\"}} {v}",
+                p.replace('"', "\\\"")
+            );
+        }
+        o.push_str("# HELP harmony_dicom_bytes_total DICOM bytes relayed, by direction.\n# TYPE harmony_dicom_bytes_total counter\n");
+        let _ = writeln!(o, "harmony_dicom_bytes_total{{direction=\"up\"}} {}", dicom_bytes[0]);
+        let _ = writeln!(o, "harmony_dicom_bytes_total{{direction=\"down\"}} {}", dicom_bytes[1]);
+        let _ = writeln!(
+            o,
+            "# HELP harmony_dicom_associations_open DICOM associations open now (admitted by a listener).\n# TYPE harmony_dicom_associations_open gauge\nharmony_dicom_associations_open {}",
+            self.shared.dicom.open()
+        );
         let _ = writeln!(o, "# HELP harmony_generation Configuration generation being served.\n# TYPE harmony_generation gauge\nharmony_generation {}", status.generation);
         o
     }

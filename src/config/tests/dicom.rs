@@ -141,3 +141,53 @@ bind_port = 8080
     has(&e, "harmony.toml", 32, "network.other.dicom", "already used by network 'default'");
     assert_eq!(e.len(), 2, "{e}");
 }
+
+#[test]
+fn dicom_routing_limits_and_timeouts_load() {
+    let dir = tmp("dicom_routing_ok");
+    let net = "[network.imaging.dicom]\nbind_address = \"127.0.0.1\"\nbind_port = 11112\n\
+               max_pdu = 32768\nmax_associations = 5\nmax_associations_per_calling_ae = 2\n";
+    let pipeline = DICOM_PIPELINE
+        .replace(
+            "allowed_calling_aes = [\"CT01\", \"MR02\"] }",
+            "calling_ae_routes = { CT01 = \"pacs\" }, peer_routes = { \"10.0.0.0/8\" = \"pacs\", \"::1\" = \"pacs\" }, echo = \"local\", move_destinations = [\"pacs\"] }",
+        )
+        .replace("timeout_ms = 2500 }", "timeout_ms = 2500, dimse_timeout_ms = 900 }");
+    let main = write(&dir, "harmony.toml", &format!("{BASE}{net}{pipeline}"));
+    let c = ok(&main);
+    let d = c.networks["imaging"].dicom.as_ref().unwrap();
+    assert_eq!((d.max_pdu, d.max_associations, d.max_associations_per_calling_ae), (32768, 5, 2));
+    let BackendKind::Dicom(b) = &c.backends["pacs"].kind else { panic!("not dicom") };
+    assert_eq!(b.dimse_timeout_ms, 900);
+    let g = crate::pipeline::Generation::build(&c, 1).unwrap();
+    let r = g.dicom_route("imaging", "HARMONY").unwrap();
+    assert!(r.local_echo);
+    assert_eq!(r.calling_ae_routes, vec![("CT01".to_string(), r.backend)]);
+    assert_eq!(r.move_destinations, vec![r.backend]);
+    assert!(r.peer_routes[0].0.contains("10.1.2.3".parse().unwrap()));
+    assert!(!r.peer_routes[0].0.contains("11.1.2.3".parse().unwrap()));
+    assert!(r.peer_routes[1].0.contains("::1".parse().unwrap()));
+    assert_eq!(g.networks.iter().find(|n| n.name == "imaging").unwrap().dicom_limits.max_pdu, 32768);
+
+    // a route to a backend outside the pipeline fails the build with file:line
+    let bad = pipeline.replace("calling_ae_routes = { CT01 = \"pacs\" }", "calling_ae_routes = { CT01 = \"nope\" }");
+    let main = write(&dir, "harmony.toml", &format!("{BASE}{net}{bad}"));
+    let e = crate::pipeline::Generation::build(&ok(&main), 1).unwrap_err();
+    assert!(e.contains("harmony.toml:") && e.contains("'nope' is not a dicom backend of pipeline 'img'"), "{e}");
+}
+
+#[test]
+fn dicom_routing_option_errors() {
+    let e = errs_main(
+        "dicom_routing_errs",
+        "[network.imaging.dicom]\nbind_port = 11112\nmax_pdu = 100\nmax_associations = 0\n\
+         [endpoints.a]\nservice = \"dicom\"\n\
+         options = { ae_title = \"A\", echo = \"maybe\", peer_routes = { \"10.0.0.0/99\" = \"x\" } }\n\
+         [backends.b]\nservice = \"dicom\"\noptions = { aet = \"B\", host = \"127.0.0.1\", port = 1, dimse_timeout_ms = 0 }\n",
+    );
+    has(&e, "harmony.toml", 9, "network.imaging.dicom.max_pdu", "must be between 4096");
+    has(&e, "harmony.toml", 10, "network.imaging.dicom.max_associations", "must be between 1");
+    has(&e, "harmony.toml", 13, "endpoints.a.options.echo", "invalid echo 'maybe'");
+    has(&e, "harmony.toml", 13, "endpoints.a.options.peer_routes.\"10.0.0.0/99\"", "invalid peer network");
+    has(&e, "harmony.toml", 16, "backends.b.options.dimse_timeout_ms", "must be between 1");
+}

@@ -155,12 +155,12 @@ impl Worker {
         {
             let back = d.back.as_mut().expect("relay has a backend");
             let relay = d.relay.as_mut().expect("relaying");
-            if back.side.pending() < HIGH_WATER && relay.up.cur_is_flowing() {
+            if back.side.pending() < HIGH_WATER {
                 let n = d.front.fill(&mut relay.up.inb, read_limit)?;
                 d.up_bytes += n as u64;
                 progress |= n > 0;
             }
-            if d.front.pending() < HIGH_WATER && relay.down.cur_is_flowing() {
+            if d.front.pending() < HIGH_WATER {
                 let n = back.side.fill(&mut relay.down.inb, read_limit)?;
                 d.down_bytes += n as u64;
                 progress |= n > 0;
@@ -218,8 +218,8 @@ impl Worker {
         let half_closed = d.front.shut || d.back.as_ref().is_some_and(|b| b.side.shut);
         match waiting {
             Some((name, id)) if !half_closed => {
-                let secs = d.back.as_ref().map_or(0, |b| b.target.dimse_timeout.as_secs());
-                self.relay_abort(d, &format!("DIMSE timeout: no response to {name} (message {id}) within {secs} s"));
+                let t = d.back.as_ref().map(|b| b.target.dimse_timeout).unwrap_or_default();
+                self.relay_abort(d, &format!("DIMSE timeout: no response to {name} (message {id}) within {t:?}"));
             }
             _ => {
                 d.outcome.push_str(if half_closed { ", closed after linger" } else { ", idle timeout" });
@@ -261,9 +261,6 @@ impl Worker {
         let from = if up { "client" } else { "backend" };
         let mut at = 0;
         let result = loop {
-            if !flow.cur_is_flowing() {
-                break Ok(());
-            }
             let (kind, total) = match pdata::split(&flow.inb[at..], cap) {
                 Ok(Some(x)) => x,
                 Ok(None) => break Ok(()),
@@ -557,12 +554,4 @@ fn log_message(peer: &SocketAddr, id: &str, o: &Outstanding, status: Option<u16>
         o.responses,
         now.saturating_duration_since(o.started).as_micros()
     );
-}
-
-impl Flow {
-    /// False while a stage holds this direction (nothing more is processed
-    /// until it is done).
-    pub(super) fn cur_is_flowing(&self) -> bool {
-        true
-    }
 }
