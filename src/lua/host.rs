@@ -5,6 +5,7 @@
 use super::api::{self, ApiEnv};
 use super::cache::Cache;
 use super::ctx::{CtxSlot, CtxUd, LuaCtx};
+use super::dicom::{DimseSlot, DimseUd};
 use super::objects::{slot_userdata, Message, Slot};
 use super::sandbox::{new_state, Budget, LuaLimits};
 use crate::pipeline::LocalResponse;
@@ -28,7 +29,7 @@ pub enum Hook {
 }
 
 impl Hook {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Hook::Request => "on_request",
             Hook::Response => "on_response",
@@ -74,24 +75,52 @@ pub enum Outcome {
 
 /// A suspended hook call.
 pub struct Pending {
-    thread: Thread,
-    mw: usize,
+    call: Call,
     hook: Hook,
     msg: Message,
-    ctx: LuaCtx,
-    request_id: String,
     /// A `harmony.respond` this call made before it waited for the body.
     response: Option<LocalResponse>,
+}
+
+/// A hook coroutine and whom it runs for (HTTP and DICOM hooks alike).
+pub(super) struct Call {
+    thread: Thread,
+    pub(super) mw: usize,
+    ctx: LuaCtx,
+    pub(super) request_id: String,
+}
+
+/// How a hook coroutine stopped.
+pub(super) enum Ended {
+    /// The hook returned these values.
+    Returned(MultiValue),
+    /// The hook raised this error value (a traceback or a sentinel).
+    Raised(Value),
+    /// The hook waits for a body or data set.
+    Waiting(Call),
+    /// The call itself failed (budget, memory, a stray yield).
+    Broken(String),
+}
+
+/// Which kind of hook is running: `harmony.respond` and `harmony.reject`
+/// are only for their own hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Idle,
+    Http,
+    Associate,
+    Dimse,
 }
 
 /// What the host learned about its scripts while loading them.
 #[derive(Debug)]
 pub struct LoadError(pub Vec<String>);
 
-struct Prelude {
+pub(super) struct Prelude {
     run: Function,
     need_body: Value,
     respond: Value,
+    pub(super) reject: Value,
 }
 
 /// The `req` (or `res`) object of a state: made once, pointed at the
@@ -106,7 +135,7 @@ pub struct LuaHost {
     /// Indexed by middleware index (None: not a Lua middleware).
     stages: Vec<Option<Stage>>,
     budget: Rc<Budget>,
-    prelude: Prelude,
+    pub(super) prelude: Prelude,
     response_slot: Rc<RefCell<Option<LocalResponse>>>,
     idle_threads: RefCell<Vec<Thread>>,
     req: MsgObject,
@@ -119,6 +148,12 @@ pub struct LuaHost {
     errors: Cell<u64>,
     kills_reported: Cell<u64>,
     errors_reported: Cell<u64>,
+    mode: Rc<Cell<Mode>>,
+    /// What `harmony.reject` chose during the running on_associate.
+    pub(super) reject_slot: Rc<Cell<Option<dimse::negotiate::RejectReason>>>,
+    /// The `msg` object of on_dimse and the message it points at.
+    pub(super) dimse_slot: DimseSlot,
+    pub(super) dimse_proxy: Table,
 }
 
 fn error_id() -> String {
@@ -141,7 +176,10 @@ impl LuaHost {
         let fail = |e: mlua::Error| LoadError(vec![format!("lua: {e}")]);
         let (lua, budget) = new_state(scripts_path, limits).map_err(fail)?;
         let response_slot: Rc<RefCell<Option<LocalResponse>>> = Rc::new(RefCell::new(None));
-        let prelude = Self::install(&lua, response_slot.clone(), cache).map_err(fail)?;
+        let mode = Rc::new(Cell::new(Mode::Idle));
+        let reject_slot = Rc::new(Cell::new(None));
+        let prelude =
+            Self::install(&lua, response_slot.clone(), cache, mode.clone(), reject_slot.clone()).map_err(fail)?;
         let mut stages: Vec<Option<Stage>> = Vec::new();
         let mut errors = Vec::new();
         for spec in specs {
@@ -174,6 +212,10 @@ impl LuaHost {
         let ctx_slot: CtxSlot = Rc::new(RefCell::new(None));
         let ctx_ud = lua.create_userdata(CtxUd(ctx_slot.clone())).map_err(fail)?;
         let res = object(&wrap).map_err(fail)?;
+        let dimse_slot: DimseSlot = Rc::new(RefCell::new(None));
+        let wrap_dimse: Function = lua.named_registry_value("harmony.wrap_dimse").map_err(fail)?;
+        let dimse_ud = lua.create_userdata(DimseUd(dimse_slot.clone())).map_err(fail)?;
+        let dimse_proxy: Table = wrap_dimse.call(dimse_ud).map_err(fail)?;
         lua.gc_collect().map_err(fail)?;
         Ok(LuaHost {
             lua,
@@ -190,6 +232,10 @@ impl LuaHost {
             errors: Cell::new(0),
             kills_reported: Cell::new(0),
             errors_reported: Cell::new(0),
+            mode,
+            reject_slot,
+            dimse_slot,
+            dimse_proxy,
         })
     }
 
@@ -197,13 +243,21 @@ impl LuaHost {
         lua: &Lua,
         slot: Rc<RefCell<Option<LocalResponse>>>,
         cache: Rc<RefCell<Cache>>,
+        mode: Rc<Cell<Mode>>,
+        reject_slot: Rc<Cell<Option<dimse::negotiate::RejectReason>>>,
     ) -> mlua::Result<Prelude> {
         let harmony = lua.create_table()?;
         let start = std::time::Instant::now();
         api::install(lua, &harmony, ApiEnv { cache, clock: Rc::new(move || start.elapsed().as_millis() as u64) })?;
         let json: Table = harmony.get("json")?;
+        let respond_mode = mode.clone();
         let set_response =
             lua.create_function(move |_, (status, headers, body): (i64, Option<Table>, Option<mlua::LuaString>)| {
+                if matches!(respond_mode.get(), Mode::Associate | Mode::Dimse) {
+                    return Err(mlua::Error::runtime(
+                        "harmony.respond answers HTTP requests; in DICOM hooks use harmony.reject or return a status",
+                    ));
+                }
                 if !(100..=999).contains(&status) || (100..200).contains(&status) {
                     return Err(mlua::Error::runtime(format!("harmony.respond: invalid status {status}")));
                 }
@@ -228,6 +282,7 @@ impl LuaHost {
                 *slot.borrow_mut() = Some(LocalResponse { status: status as u16, headers: h, body });
                 Ok(())
             })?;
+        let set_reject = super::dicom::reject_function(lua, mode, reject_slot)?;
         let traceback: Function = lua.named_registry_value("harmony.traceback")?;
         let pieces: Table =
             lua.load(include_str!("prelude.lua")).set_name("=harmony.prelude").set_mode(ChunkMode::Text).call((
@@ -236,11 +291,20 @@ impl LuaHost {
                 json.get::<Function>("encode")?,
                 json.get::<Function>("decode")?,
                 lua.named_registry_value::<Function>("harmony.raw_xpcall")?,
+                set_reject,
             ))?;
         harmony.set("respond", pieces.get::<Function>("respond")?)?;
+        harmony.set("reject", pieces.get::<Function>("reject")?)?;
         lua.globals().set("harmony", harmony)?;
         lua.set_named_registry_value("harmony.wrap", pieces.get::<Function>("wrap")?)?;
-        Ok(Prelude { run: pieces.get("run")?, need_body: pieces.get("NEED_BODY")?, respond: pieces.get("RESPOND")? })
+        lua.set_named_registry_value("harmony.wrap_dimse", pieces.get::<Function>("wrap_dimse")?)?;
+        lua.set_named_registry_value("harmony.readonly", pieces.get::<Function>("readonly")?)?;
+        Ok(Prelude {
+            run: pieces.get("run")?,
+            need_body: pieces.get("NEED_BODY")?,
+            respond: pieces.get("RESPOND")?,
+            reject: pieces.get("REJECT")?,
+        })
     }
 
     fn stage(&self, mw: usize) -> Option<&Stage> {
@@ -275,44 +339,65 @@ impl LuaHost {
 
     /// Run `hook` of middleware `mw` on `msg`.
     pub fn call(&self, mw: usize, hook: Hook, msg: &Message, ctx: &LuaCtx, request_id: &str) -> Outcome {
-        let Some(stage) = self.stage(mw) else { return Outcome::Continue };
-        let Some(f) = stage.hooks[hook as usize].clone() else { return Outcome::Continue };
-        let thread = match self.thread() {
-            Ok(t) => t,
-            Err(e) => return self.failed(stage, request_id, &e.to_string()),
-        };
         let obj = self.object(hook);
         *obj.slot.borrow_mut() = Some(msg.clone());
-        *self.ctx_slot.borrow_mut() = Some(ctx.clone());
-        self.budget.reset();
         *self.response_slot.borrow_mut() = None;
-        let r = thread.resume::<MultiValue>((f, obj.proxy.clone(), self.ctx_ud.clone()));
+        let ended = self.run_hook(mw, hook, Mode::Http, ctx, request_id, Value::Table(obj.proxy.clone()));
         *obj.slot.borrow_mut() = None;
-        *self.ctx_slot.borrow_mut() = None;
-        let p = Pending {
-            thread,
-            mw,
-            hook,
-            msg: msg.clone(),
-            ctx: ctx.clone(),
-            request_id: request_id.to_string(),
-            response: None,
-        };
-        self.settle(p, r)
+        match ended {
+            Some(ended) => self.settle(mw, request_id, hook, msg.clone(), ended),
+            None => Outcome::Continue,
+        }
     }
 
     /// Continue a call that waited for a body.
     pub fn resume(&self, mut p: Pending) -> Outcome {
         let obj = self.object(p.hook);
         *obj.slot.borrow_mut() = Some(p.msg.clone());
-        *self.ctx_slot.borrow_mut() = Some(p.ctx.clone());
-        self.budget.reset();
         // what this call (not another request's) had set with harmony.respond
         *self.response_slot.borrow_mut() = p.response.take();
-        let r = p.thread.resume::<MultiValue>(());
+        let (mw, request_id) = (p.call.mw, p.call.request_id.clone());
+        let ended = self.continue_call(p.call, Mode::Http);
         *obj.slot.borrow_mut() = None;
+        self.settle(mw, &request_id, p.hook, p.msg, ended)
+    }
+
+    /// Start `hook` of `mw` as a coroutine with `(arg, ctx)`; None when the
+    /// middleware has no such hook. The caller points its objects at the
+    /// message before and clears them after.
+    pub(super) fn run_hook(
+        &self,
+        mw: usize,
+        hook: Hook,
+        mode: Mode,
+        ctx: &LuaCtx,
+        request_id: &str,
+        arg: Value,
+    ) -> Option<Ended> {
+        let f = self.stage(mw)?.hooks[hook as usize].clone()?;
+        let thread = match self.thread() {
+            Ok(t) => t,
+            Err(e) => return Some(Ended::Broken(e.to_string())),
+        };
+        *self.ctx_slot.borrow_mut() = Some(ctx.clone());
+        self.budget.reset();
+        self.mode.set(mode);
+        let r = thread.resume::<MultiValue>((f, arg, self.ctx_ud.clone()));
+        self.mode.set(Mode::Idle);
         *self.ctx_slot.borrow_mut() = None;
-        self.settle(p, r)
+        let call = Call { thread, mw, ctx: ctx.clone(), request_id: request_id.to_string() };
+        Some(self.finish(call, r))
+    }
+
+    /// Resume a call that waited, with a fresh budget.
+    pub(super) fn continue_call(&self, call: Call, mode: Mode) -> Ended {
+        *self.ctx_slot.borrow_mut() = Some(call.ctx.clone());
+        self.budget.reset();
+        self.mode.set(mode);
+        let r = call.thread.resume::<MultiValue>(());
+        self.mode.set(Mode::Idle);
+        *self.ctx_slot.borrow_mut() = None;
+        self.finish(call, r)
     }
 
     fn thread(&self) -> mlua::Result<Thread> {
@@ -329,56 +414,70 @@ impl LuaHost {
         }
     }
 
-    fn settle(&self, mut p: Pending, r: mlua::Result<MultiValue>) -> Outcome {
-        // the slot belongs to this call only: whatever happens, it leaves empty
-        let response = self.response_slot.borrow_mut().take();
-        let Some(stage) = self.stage(p.mw) else { return Outcome::Continue };
+    fn finish(&self, call: Call, r: mlua::Result<MultiValue>) -> Ended {
         let values = match r {
             Ok(v) => v,
-            Err(e) => return self.failed(stage, &p.request_id, &e.to_string()),
+            Err(e) => return Ended::Broken(e.to_string()),
         };
-        if p.thread.status() == ThreadStatus::Resumable {
+        if call.thread.status() == ThreadStatus::Resumable {
             if values.front().is_some_and(|v| v.equals(&self.prelude.need_body).unwrap_or(false)) {
-                p.response = response;
-                return Outcome::NeedBody(p);
+                return Ended::Waiting(call);
             }
             // a script yielded on its own: not supported at the top level
-            return self.failed(stage, &p.request_id, "coroutine.yield() outside a coroutine of the script's own");
+            return Ended::Broken("coroutine.yield() outside a coroutine of the script's own".into());
         }
-        let ok = matches!(values.front(), Some(Value::Boolean(true)));
-        let err = values.get(1).cloned().unwrap_or(Value::Nil);
-        self.recycle(p.thread);
-        if ok {
-            // `return harmony.respond(...)` inside pcall still counts
-            return match response {
-                Some(r) => Outcome::Respond(r),
-                None => Outcome::Continue,
-            };
+        self.recycle(call.thread);
+        let mut values = values.into_iter();
+        if matches!(values.next(), Some(Value::Boolean(true))) {
+            Ended::Returned(values.collect())
+        } else {
+            Ended::Raised(values.next().unwrap_or(Value::Nil))
         }
-        if err.equals(&self.prelude.respond).unwrap_or(false) {
-            if let Some(r) = response {
-                return Outcome::Respond(r);
-            }
-        }
-        let msg = err.to_string().unwrap_or_else(|_| "error object is not a string".into());
-        self.failed(stage, &p.request_id, &msg)
     }
 
-    fn failed(&self, stage: &Stage, request_id: &str, msg: &str) -> Outcome {
+    fn settle(&self, mw: usize, request_id: &str, hook: Hook, msg: Message, ended: Ended) -> Outcome {
+        // the slot belongs to this call only: whatever happens, it leaves empty
+        let response = self.response_slot.borrow_mut().take();
+        let fail = |m: &str| match self.failed(mw, request_id, m) {
+            Some(error_id) => Outcome::Failed { error_id },
+            None => Outcome::Continue,
+        };
+        match ended {
+            Ended::Waiting(call) => Outcome::NeedBody(Pending { call, hook, msg, response }),
+            // `return harmony.respond(...)` inside pcall still counts
+            Ended::Returned(_) => response.map_or(Outcome::Continue, Outcome::Respond),
+            Ended::Raised(err) => {
+                if err.equals(&self.prelude.respond).unwrap_or(false) {
+                    if let Some(r) = response {
+                        return Outcome::Respond(r);
+                    }
+                }
+                fail(&error_text(&err))
+            }
+            Ended::Broken(m) => fail(&m),
+        }
+    }
+
+    /// Log a failed hook call; the error id when the stage fails closed,
+    /// None when it continues on error.
+    pub(super) fn failed(&self, mw: usize, request_id: &str, msg: &str) -> Option<String> {
         self.errors.set(self.errors.get() + 1);
         let id = error_id();
-        let how = if stage.spec.continue_on_error { "continuing (on_error = \"continue\")" } else { "failing closed" };
-        log::error!(
-            target: "lua",
-            "error_id={id} rid={request_id} middleware '{}' ({}) failed, {how}: {msg}",
-            stage.spec.name,
-            stage.spec.script.display()
-        );
-        if stage.spec.continue_on_error {
-            Outcome::Continue
+        let (name, script, cont) = match self.stage(mw) {
+            Some(s) => (s.spec.name.as_str(), s.spec.script.display().to_string(), s.spec.continue_on_error),
+            None => ("?", String::new(), false),
+        };
+        let how = if cont { "continuing (on_error = \"continue\")" } else { "failing closed" };
+        log::error!(target: "lua", "error_id={id} rid={request_id} middleware '{name}' ({script}) failed, {how}: {msg}");
+        if cont {
+            None
         } else {
-            Outcome::Failed { error_id: id }
+            Some(id)
         }
+    }
+
+    pub(super) fn lua(&self) -> &Lua {
+        &self.lua
     }
 
     /// Hook failures so far.
@@ -402,6 +501,11 @@ impl LuaHost {
     pub fn used_memory(&self) -> usize {
         self.lua.used_memory()
     }
+}
+
+/// The message of a raised error value (a traceback string as a rule).
+pub(super) fn error_text(err: &Value) -> String {
+    err.to_string().unwrap_or_else(|_| "error object is not a string".into())
 }
 
 fn clean(e: &mlua::Error) -> String {

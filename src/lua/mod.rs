@@ -5,6 +5,7 @@
 mod api;
 mod cache;
 mod ctx;
+mod dicom;
 mod json;
 
 pub use cache::Cache;
@@ -19,3 +20,4 @@ pub use host::{Hook, LoadError, LuaHost, Outcome, Pending, StageSpec};
 #[cfg(test)]
 mod tests_host;
 pub use ctx::{CtxState, LuaCtx};
+pub use dicom::{AssocInfo, Dataset, DatasetState, DicomOutcome, DicomPending, DimseMsg, DimseState, ProposedContext};

@@ -1,10 +1,10 @@
 -- Harmony's Lua prelude: runs once per state, before any script, with the
 -- full environment. It returns the pieces the host needs; scripts never see
 -- its locals.
-local traceback, set_response, json_encode, json_decode, xpcall = ...
-local yield, setmetatable, error, tostring = coroutine.yield, setmetatable, error, tostring
+local traceback, set_response, json_encode, json_decode, xpcall, set_reject = ...
+local yield, setmetatable, error, tostring, next = coroutine.yield, setmetatable, error, tostring, next
 
-local NEED_BODY, RESPOND = {}, {}
+local NEED_BODY, RESPOND, REJECT = {}, {}, {}
 
 -- Reading the body may suspend the hook until the proxy has buffered it.
 local function body_of(ud)
@@ -44,8 +44,41 @@ local function wrap(ud, hdr)
   })
 end
 
+-- `msg` of on_dimse: reading `msg.dataset` may suspend the hook until the
+-- proxy has buffered the data set (`ud:dataset()` is false until then).
+local function wrap_dimse(ud)
+  local get, dataset = ud.get, ud.dataset
+  return setmetatable({}, {
+    __index = function(_, k)
+      if k == "dataset" then
+        local d = dataset(ud)
+        if d == false then
+          yield(NEED_BODY)
+          d = dataset(ud)
+          if d == false then error("the data set was not provided", 2) end
+        end
+        return d
+      end
+      return get(ud, k)
+    end,
+    __newindex = function(_, k, v) ud:set(k, v) end,
+    __metatable = false,
+  })
+end
+
+-- A read-only view of a table (`assoc`).
+local function readonly(t)
+  return setmetatable({}, {
+    __index = t,
+    __newindex = function(_, k) error("assoc." .. tostring(k) .. " is read-only", 2) end,
+    __pairs = function() return next, t, nil end,
+    __len = function() return #t end,
+    __metatable = false,
+  })
+end
+
 local function handler(e)
-  if e == RESPOND then return RESPOND end
+  if e == RESPOND or e == REJECT then return e end
   return traceback(tostring(e), 2)
 end
 
@@ -60,4 +93,12 @@ local function respond(status, headers, body)
   error(RESPOND, 0)
 end
 
-return { run = run, wrap = wrap, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND }
+local function reject(reason)
+  set_reject(reason)
+  error(REJECT, 0)
+end
+
+return {
+  run = run, wrap = wrap, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND,
+  wrap_dimse = wrap_dimse, readonly = readonly, reject = reject, REJECT = REJECT,
+}

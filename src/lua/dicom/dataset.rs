@@ -1,0 +1,246 @@
+//! `Dataset`: the bytes of one DIMSE data set and its transfer syntax,
+//! parsed with dicom-object only when a script touches it, and re-encoded
+//! only when a script changed it. Plus the addressing of nested items and
+//! the keyword/tag/VR look-ups shared with the Lua side. No mlua here.
+
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_core::value::{DataSetSequence, Value as DicomValue};
+use dicom_core::{DataElement, Length, Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Where an item lives: (sequence tag, item index) from the root down.
+pub(crate) type ItemPath = Vec<(Tag, usize)>;
+
+/// One data set as it travels through the proxy.
+pub struct Dataset {
+    raw: Vec<u8>,
+    ts: String,
+    parsed: Option<InMemDicomObject>,
+    changed: bool,
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataset")
+            .field("bytes", &self.raw.len())
+            .field("transfer_syntax", &self.ts)
+            .field("parsed", &self.parsed.is_some())
+            .field("changed", &self.changed)
+            .finish()
+    }
+}
+
+/// Whether a message carries a data set and whether scripts can see it yet.
+#[derive(Debug)]
+pub enum DatasetState {
+    /// The message has no data set.
+    Absent,
+    /// The message has a data set that has not been buffered yet.
+    Pending,
+    /// The whole data set.
+    Loaded(Dataset),
+}
+
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+
+fn transfer_syntax(uid: &str) -> Result<&'static dicom_encoding::TransferSyntax, String> {
+    use dicom_encoding::TransferSyntaxIndex;
+    let uid = uid.trim_end_matches(['\0', ' ']);
+    TransferSyntaxRegistry.get(uid).ok_or_else(|| format!("unsupported transfer syntax {uid}"))
+}
+
+impl Dataset {
+    /// A data set as received, in `transfer_syntax` (a UID).
+    pub fn new(raw: Vec<u8>, transfer_syntax: &str) -> Dataset {
+        Dataset { raw, ts: transfer_syntax.to_string(), parsed: None, changed: false }
+    }
+
+    /// Whether a script changed it.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// The transfer syntax UID.
+    pub fn transfer_syntax(&self) -> &str {
+        &self.ts
+    }
+
+    /// The bytes to send: the original bytes when no script changed it,
+    /// else re-encoded in the same transfer syntax.
+    pub fn into_bytes(self) -> Result<Vec<u8>, String> {
+        let obj = match self.parsed {
+            Some(obj) if self.changed => obj,
+            _ => return Ok(self.raw),
+        };
+        let ts = transfer_syntax(&self.ts)?;
+        let mut out = Vec::with_capacity(self.raw.len() + 256);
+        catch_unwind(AssertUnwindSafe(|| obj.write_dataset_with_ts(&mut out, ts)))
+            .map_err(|_| "encoding the data set failed (internal error)".to_string())?
+            .map_err(|e| format!("encoding the data set failed: {e}"))?;
+        Ok(out)
+    }
+
+    /// The parsed data set (parsed on first use).
+    pub(crate) fn object(&mut self) -> Result<&mut InMemDicomObject, String> {
+        if self.parsed.is_none() {
+            let ts = transfer_syntax(&self.ts)?;
+            if !ts.can_decode_dataset() {
+                return Err(format!("cannot read data sets in transfer syntax {}", ts.uid()));
+            }
+            let raw = &self.raw[..];
+            let explicit = ts.uid() != IMPLICIT_VR_LE;
+            let big = ts.endianness() == dicom_encoding::Endianness::Big;
+            super::prescan::check_lengths(raw, explicit, big)?;
+            // dicom-object reports errors, but malformed input must never take
+            // the worker down: a panic in the parser is a parse error too
+            let obj = catch_unwind(AssertUnwindSafe(|| InMemDicomObject::read_dataset_with_ts(raw, ts)))
+                .map_err(|_| "malformed data set (parser failure)".to_string())?
+                .map_err(|e| format!("malformed data set: {e}"))?;
+            self.parsed = Some(obj);
+        }
+        self.parsed.as_mut().ok_or_else(|| "data set unavailable".to_string())
+    }
+
+    /// Mark the data set as changed (the caller just changed it).
+    pub(crate) fn touch(&mut self) {
+        self.changed = true;
+    }
+}
+
+/// The item at `path` below `obj`.
+pub(crate) fn item<'a>(obj: &'a InMemDicomObject, path: &[(Tag, usize)]) -> Result<&'a InMemDicomObject, String> {
+    let mut cur = obj;
+    for (tag, index) in path {
+        cur = cur
+            .get(*tag)
+            .and_then(|e| e.items())
+            .and_then(|items| items.get(*index))
+            .ok_or_else(|| format!("sequence item {} {} no longer exists", tag_str(*tag), index + 1))?;
+    }
+    Ok(cur)
+}
+
+/// Run `f` on the item at `path`. Sequences on the way are put back with an
+/// undefined length, so the encoder recomputes them.
+pub(crate) fn with_item_mut<R>(
+    obj: &mut InMemDicomObject,
+    path: &[(Tag, usize)],
+    f: impl FnOnce(&mut InMemDicomObject) -> Result<R, String>,
+) -> Result<R, String> {
+    let Some(((tag, index), rest)) = path.split_first() else { return f(obj) };
+    let gone = || format!("sequence item {} {} no longer exists", tag_str(*tag), index + 1);
+    if obj.get(*tag).and_then(|e| e.items()).is_none_or(|items| *index >= items.len()) {
+        return Err(gone());
+    }
+    let elt = obj.take_element(*tag).map_err(|_| gone())?;
+    let (header, value) = elt.into_parts();
+    let mut items = match value {
+        DicomValue::Sequence(seq) => seq.into_items(),
+        other => {
+            // checked above; put it back untouched anyway
+            obj.put(DataElement::new(*tag, header.vr, other));
+            return Err(gone());
+        }
+    };
+    let r = match items.get_mut(*index) {
+        Some(it) => with_item_mut(it, rest, f),
+        None => Err(gone()),
+    };
+    obj.put(DataElement::new(*tag, VR::SQ, DataSetSequence::new(items, Length::UNDEFINED)));
+    r
+}
+
+/// "(gggg,eeee)".
+pub(crate) fn tag_str(t: Tag) -> String {
+    format!("({:04X},{:04X})", t.0, t.1)
+}
+
+fn hex4(s: &[u8]) -> Option<u16> {
+    if s.len() != 4 || !s.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok()
+}
+
+/// A tag from "(gggg,eeee)", "gggg,eeee", "ggggeeee" or a dictionary keyword.
+pub(crate) fn resolve(key: &str) -> Result<Tag, String> {
+    let b = key.as_bytes();
+    let parts = match b.len() {
+        11 if b[0] == b'(' && b[5] == b',' && b[10] == b')' => Some((&b[1..5], &b[6..10])),
+        9 if b[4] == b',' => Some((&b[..4], &b[5..])),
+        8 => Some((&b[..4], &b[4..])),
+        _ => None,
+    };
+    if let Some((g, e)) = parts {
+        if let (Some(g), Some(e)) = (hex4(g), hex4(e)) {
+            return Ok(Tag(g, e));
+        }
+    }
+    let looks_like_keyword = !key.is_empty() && key.bytes().all(|c| c.is_ascii_alphanumeric());
+    if looks_like_keyword {
+        if let Some(entry) = StandardDataDictionary.by_name(key) {
+            return Ok(entry.tag());
+        }
+    }
+    Err(format!("unknown DICOM attribute '{key}' (use a keyword such as PatientName or a tag such as \"(0010,0010)\")"))
+}
+
+/// Tags scripts may set: not the command group, the file meta group or item delimiters.
+pub(crate) fn check_settable(t: Tag) -> Result<(), String> {
+    match t.0 {
+        0x0000 => Err(format!("{}: command elements are set on msg, not on the data set", tag_str(t))),
+        0x0002 => Err(format!("{}: file meta elements (group 0002) are not part of a data set", tag_str(t))),
+        0xFFFE => Err(format!("{}: item delimiters are not attributes", tag_str(t))),
+        _ => Ok(()),
+    }
+}
+
+/// The VR for a new value of `tag`: the explicit one, else the element's
+/// current one, else the standard dictionary's.
+pub(crate) fn vr_for(obj: &InMemDicomObject, tag: Tag, explicit: Option<&str>) -> Result<VR, String> {
+    if let Some(v) = explicit {
+        return v.parse::<VR>().map_err(|_| format!("unknown VR '{v}'"));
+    }
+    if let Some(e) = obj.get(tag) {
+        return Ok(e.vr());
+    }
+    if tag.0 % 2 == 1 && (0x0010..=0x00FF).contains(&tag.1) {
+        return Ok(VR::LO); // private creator
+    }
+    if tag.0 % 2 == 0 {
+        if let Some(entry) = StandardDataDictionary.by_tag(tag) {
+            return Ok(entry.vr().relaxed());
+        }
+    }
+    Err(format!("{}: not in the standard dictionary; give its VR: ds:set(tag, value, \"LO\")", tag_str(tag)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_resolve_as_tags_or_keywords() {
+        assert_eq!(resolve("PatientName").unwrap(), Tag(0x0010, 0x0010));
+        assert_eq!(resolve("(0010,0010)").unwrap(), Tag(0x0010, 0x0010));
+        assert_eq!(resolve("0010,0020").unwrap(), Tag(0x0010, 0x0020));
+        assert_eq!(resolve("0009100a").unwrap(), Tag(0x0009, 0x100A));
+        for bad in ["", "Nope", "(0010,001G)", "(ééé,0010)", "ééééé", "Patient Name", "(0010;0010)"] {
+            assert!(resolve(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for raw in [vec![], vec![0xFF; 3], vec![0x10, 0, 0x10, 0, b'P', b'N', 0xFF, 0xFF, 1, 2], vec![0; 7]] {
+            for ts in ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.3"] {
+                let mut d = Dataset::new(raw.clone(), ts);
+                let _ = d.object();
+                let _ = d.into_bytes();
+            }
+        }
+    }
+}
