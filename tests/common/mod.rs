@@ -4,6 +4,7 @@
 //! an RSS reader. Only std and serde_json; every wait is bounded.
 #![allow(dead_code)]
 
+pub mod dicom;
 pub mod lua;
 pub mod origin;
 

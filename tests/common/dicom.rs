@@ -1,0 +1,410 @@
+//! DICOM peers for the DICOM test files: DCMTK processes (each in its own
+//! process group, killed by that group's id on drop, so the children a forking
+//! server such as `dcmqrscp` leaves behind die too), test files made with
+//! `dump2dcm`, dataset dumps with `dcmdump`, and a harmony config with one
+//! DICOM listener and one DICOM backend. Every wait is bounded.
+
+use super::{port_open, Harmony, TempDir};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// No single DCMTK run or readiness wait may take longer than this.
+pub const LIMIT: Duration = Duration::from_secs(20);
+pub const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
+/// The UID root of the test data.
+pub const UID_ROOT: &str = "1.2.826.0.1.3680043.2.1125";
+
+/// True if every program in `tools` runs (`PROG --version`); otherwise says
+/// which are missing, for a test that then returns early.
+pub fn have_tools(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|b| Command::new(b).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("skipping: {} not installed (Debian package dcmtk; tests/run.sh installs it)", missing.join(", "));
+    }
+    missing.is_empty()
+}
+
+/// The DCMTK programs every DICOM test uses.
+pub fn have_dcmtk() -> bool {
+    have_tools(&["echoscu", "storescu", "storescp", "dcmdump", "dump2dcm"])
+}
+
+/// A peer process with stdout+stderr in a file. It runs in its own process
+/// group; on drop the whole group gets SIGKILL (by the group id, which is the
+/// leader's PID) and the leader is reaped.
+pub struct Peer {
+    pub child: Child,
+    pub log: PathBuf,
+    name: String,
+    reaped: bool,
+}
+
+impl Peer {
+    /// Start `program args...` with `TCP_NODELAY=1` (DCMTK leaves Nagle on otherwise).
+    pub fn spawn(program: &str, args: &[&str], log: PathBuf) -> Peer {
+        let mut cmd = Command::new(program);
+        cmd.args(args).env("TCP_NODELAY", "1");
+        Peer::spawn_command(cmd, log)
+    }
+
+    /// Start a prepared command (own process group, output to `log`).
+    pub fn spawn_command(mut cmd: Command, log: PathBuf) -> Peer {
+        let out = File::create(&log).unwrap();
+        let name = cmd.get_program().to_string_lossy().into_owned();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Peer { child, log, name, reaped: false }
+    }
+
+    /// Run to completion within `LIMIT`: (status, output).
+    pub fn run(program: &str, args: &[&str], log: PathBuf) -> (ExitStatus, String) {
+        let mut p = Peer::spawn(program, args, log);
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = p.child.try_wait().unwrap() {
+                p.reaped = true;
+                return (status, p.output());
+            }
+            assert!(Instant::now() < deadline, "{program} still running after {LIMIT:?}: {}", p.output());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait (bounded) until `port` accepts connections; panics with the log if
+    /// the process exits first or the port stays closed.
+    pub fn wait_listening(&mut self, port: u16) {
+        let deadline = Instant::now() + LIMIT;
+        while !port_open(port) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.reaped = true;
+                panic!("{} exited ({status}) before listening on {port}: {}", self.name, self.output());
+            }
+            assert!(Instant::now() < deadline, "{} did not listen on {port}: {}", self.name, self.output());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM to the leader, then wait up to `within` for it to exit (Orthanc
+    /// must exit before its storage is reused). None if it is still running.
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        if self.reaped {
+            return None;
+        }
+        super::signal(self.pid(), "TERM");
+        let s = super::wait_exit(&mut self.child, within);
+        if s.is_some() {
+            // The group may still hold children. The leader is reaped now, so
+            // its id could in theory be reused: only signal a group that exists.
+            self.reaped = true;
+            if !group_members(self.pid()).is_empty() {
+                kill_group(self.pid());
+            }
+        }
+        s
+    }
+
+    /// SIGKILL to the whole process group, then reap the leader.
+    pub fn stop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        // While the leader is not reaped its PID (= the group id) cannot be reused.
+        kill_group(self.pid());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reaped = true;
+        // SIGKILL is delivered asynchronously: wait (bounded) for the rest of the group
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !group_members(self.pid()).is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// PIDs of the live (not zombie) processes in process group `pgid` (from /proc).
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // pid (comm) state ppid pgrp ...: comm may contain spaces, so split after the last ')'
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(0) != Some(&"Z") && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// storescp (AE `STORESCP`) on a free port, writing into `dir`; waits until it listens.
+pub fn storescp(tmp: &TempDir, dir: &Path) -> (Peer, u16) {
+    let port = super::free_port();
+    let mut p = Peer::spawn(
+        "storescp",
+        &["--aetitle", "STORESCP", "--output-directory", dir.to_str().unwrap(), &port.to_string()],
+        tmp.join(&format!("storescp-{port}.log")),
+    );
+    p.wait_listening(port);
+    (p, port)
+}
+
+/// Harmony with one DICOM network on `hport`: called AE "HARMONY" → the SCP
+/// `backend_aet` at 127.0.0.1:`backend_port`. `endpoint_extra` / `backend_extra`
+/// are appended to the inline option tables (e.g. `, local_aet = "X"`).
+pub fn harmony_dicom(
+    hport: u16,
+    backend_aet: &str,
+    backend_port: u16,
+    endpoint_extra: &str,
+    backend_extra: &str,
+) -> Harmony {
+    let toml = format!(
+        r#"[proxy]
+id = "dicom-test"
+log_level = "info"
+
+[network.imaging.dicom]
+bind_address = "127.0.0.1"
+bind_port = {hport}
+
+[pipelines.imaging]
+networks = ["imaging"]
+endpoints = ["dicom_in"]
+backends = ["pacs"]
+
+[endpoints.dicom_in]
+service = "dicom"
+options = {{ ae_title = "HARMONY"{endpoint_extra} }}
+
+[backends.pacs]
+service = "dicom"
+options = {{ aet = "{backend_aet}", host = "127.0.0.1", port = {backend_port}, timeout_ms = 3000{backend_extra} }}
+"#
+    );
+    Harmony::start("dicom", &toml, hport)
+}
+
+/// `echoscu -aet TESTSCU -aec CALLED 127.0.0.1 PORT`.
+pub fn echoscu(tmp: &TempDir, called: &str, port: u16, log: &str) -> (ExitStatus, String) {
+    Peer::run("echoscu", &["-aet", "TESTSCU", "-aec", called, "127.0.0.1", &port.to_string()], tmp.join(log))
+}
+
+/// `storescu -aet TESTSCU -aec CALLED 127.0.0.1 PORT FILES...` (one association).
+pub fn storescu(tmp: &TempDir, called: &str, port: u16, files: &[PathBuf], log: &str) -> (ExitStatus, String) {
+    let mut args: Vec<String> =
+        ["-aet", "TESTSCU", "-aec", called, "127.0.0.1"].iter().map(|s| s.to_string()).collect();
+    args.push(port.to_string());
+    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Peer::run("storescu", &args, tmp.join(log))
+}
+
+/// `dump2dcm +te` (and `+l` for long pixel data lines): text → Part-10 file.
+pub fn dump2dcm(dump_text: &str, dump: &Path, file: &Path) {
+    fs::write(dump, dump_text).unwrap();
+    let out = Command::new("dump2dcm").args(["+te", "+l", "2000000"]).arg(dump).arg(file).output().unwrap();
+    assert!(out.status.success(), "dump2dcm {} failed: {}", dump.display(), String::from_utf8_lossy(&out.stderr));
+}
+
+/// A small Secondary Capture file made with dump2dcm.
+pub fn make_file(dir: &Path, name: &str, sop_instance: &str) -> PathBuf {
+    let inst = Instance {
+        patient_name: format!("Doe^{name}"),
+        patient_id: format!("PID-{name}"),
+        study_uid: format!("{UID_ROOT}.1"),
+        series_uid: format!("{UID_ROOT}.1.1"),
+        sop_uid: sop_instance.to_string(),
+        pixel_bytes: 4,
+        ..Instance::default()
+    };
+    inst.write(dir, name)
+}
+
+/// One Secondary Capture instance of the test data.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    pub patient_name: String,
+    pub patient_id: String,
+    pub study_uid: String,
+    pub study_date: String,
+    pub study_id: String,
+    pub series_uid: String,
+    pub series_number: u32,
+    pub modality: String,
+    pub sop_uid: String,
+    pub instance_number: u32,
+    /// Length of the (OB) pixel data; its bytes depend on the SOP instance UID.
+    pub pixel_bytes: usize,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance {
+            patient_name: "Doe^John".into(),
+            patient_id: "PID-1".into(),
+            study_uid: format!("{UID_ROOT}.1"),
+            study_date: "20240101".into(),
+            study_id: "1".into(),
+            series_uid: format!("{UID_ROOT}.1.1"),
+            series_number: 1,
+            modality: "OT".into(),
+            sop_uid: format!("{UID_ROOT}.1.1.1"),
+            instance_number: 1,
+            pixel_bytes: 4,
+        }
+    }
+}
+
+impl Instance {
+    /// The dump2dcm text of this instance.
+    pub fn dump_text(&self) -> String {
+        let seed = self.sop_uid.bytes().fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
+        let pixels: Vec<String> =
+            (0..self.pixel_bytes).map(|i| format!("{:02x}", (seed as usize + i * 7 + i / 251) % 256)).collect();
+        format!(
+            "(0008,0016) UI [{SECONDARY_CAPTURE}]\n(0008,0018) UI [{}]\n(0008,0020) DA [{}]\n(0008,0060) CS [{}]\n\
+             (0010,0010) PN [{}]\n(0010,0020) LO [{}]\n(0020,000d) UI [{}]\n(0020,000e) UI [{}]\n\
+             (0020,0010) SH [{}]\n(0020,0011) IS [{}]\n(0020,0013) IS [{}]\n(7fe0,0010) OB {}\n",
+            self.sop_uid,
+            self.study_date,
+            self.modality,
+            self.patient_name,
+            self.patient_id,
+            self.study_uid,
+            self.series_uid,
+            self.study_id,
+            self.series_number,
+            self.instance_number,
+            pixels.join("\\")
+        )
+    }
+
+    /// Write `dir/NAME.dcm` (via `dir/NAME.dump`).
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let file = dir.join(format!("{name}.dcm"));
+        dump2dcm(&self.dump_text(), &dir.join(format!("{name}.dump")), &file);
+        file
+    }
+}
+
+/// `dcmdump FILE` (the whole file, long values abbreviated).
+pub fn dcmdump(file: &Path) -> String {
+    let out = Command::new("dcmdump").arg(file).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The data set part of `dcmdump +L` for each file (one dcmdump run for all):
+/// everything after `# Dicom-Data-Set`, so the file meta header, which a
+/// receiver writes itself, is left out. Long values are printed in full.
+pub fn dataset_dumps(files: &[PathBuf]) -> Vec<String> {
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let out = Command::new("dcmdump").args(["+L", "+F"]).args(files).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "dcmdump failed: {}", String::from_utf8_lossy(&out.stderr));
+    // `+F` starts each file with "# dcmdump (i/n): NAME", even for one file.
+    let mut dumps: Vec<String> = Vec::new();
+    let mut in_dataset = false;
+    for line in text.lines() {
+        if line.starts_with("# dcmdump (") {
+            dumps.push(String::new());
+            in_dataset = false;
+        } else if line.starts_with("# Dicom-Data-Set") {
+            in_dataset = true;
+        } else if in_dataset && !line.is_empty() {
+            let d = dumps.last_mut().expect("dcmdump output before a file header");
+            d.push_str(line);
+            d.push('\n');
+        }
+    }
+    assert_eq!(dumps.len(), files.len(), "dcmdump printed {} data sets for {} files", dumps.len(), files.len());
+    for (f, d) in files.iter().zip(&dumps) {
+        assert!(d.contains("(0008,0018)") || d.contains("(0008,0052)"), "no data set dumped for {}: {d}", f.display());
+    }
+    dumps
+}
+
+/// The value of `tag` (e.g. "(0008,0018)") in a dcmdump text, if present.
+pub fn dump_value(dump: &str, tag: &str) -> Option<String> {
+    let line = dump.lines().find(|l| l.starts_with(tag))?;
+    let rest = line[tag.len()..].trim_start();
+    let value = rest.get(3..)?.trim_start(); // skip the VR
+    if let Some(v) = value.strip_prefix('[') {
+        return Some(v.split(']').next().unwrap_or("").to_string());
+    }
+    if let Some(v) = value.strip_prefix('=') {
+        return Some(v.split_whitespace().next().unwrap_or("").to_string());
+    }
+    Some(value.split("  ").next().unwrap_or("").trim().to_string())
+}
+
+/// `SOPInstanceUID → data set dump` of every file in `dir`.
+pub fn datasets_by_sop_uid(dir: &Path) -> BTreeMap<String, String> {
+    let files = files_in(dir);
+    let mut m = BTreeMap::new();
+    for d in dataset_dumps(&files) {
+        let uid = dump_value(&d, "(0008,0018)").unwrap_or_else(|| panic!("no SOPInstanceUID in {d}"));
+        assert!(m.insert(uid.clone(), d).is_none(), "SOP instance {uid} twice in {}", dir.display());
+    }
+    m
+}
+
+/// The regular files in `dir`, sorted by name.
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+/// Wait (bounded) until `dir` holds at least `n` files; returns them.
+pub fn wait_files(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let files = files_in(dir);
+        if files.len() >= n || Instant::now() > deadline {
+            return files;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
