@@ -2,7 +2,7 @@
 # The whole test suite in one command, on a fresh Debian machine:
 #   tests/run.sh            unit + integration tests (cargo test --workspace)
 #   tests/run.sh --bench    ... then the load benchmark (benches/load.sh)
-# Installs missing Debian packages first (curl, dcmtk; nginx and wrk for --bench).
+# Installs missing Debian packages first (curl, dcmtk, orthanc; nginx and wrk for --bench).
 # Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,8 @@ done
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v echoscu >/dev/null 2>&1 || missing+=(dcmtk)
+# tests/dicom_orthanc.rs starts its own Orthanc (temp config, free ports)
+{ command -v Orthanc >/dev/null 2>&1 || [[ -x /usr/sbin/Orthanc ]]; } || missing+=(orthanc)
 if [[ $bench == 1 ]]; then
   command -v nginx >/dev/null 2>&1 || missing+=(nginx)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
