@@ -244,7 +244,7 @@ fn echo_through_harmony_to_orthanc() {
     assert!(
         common::eventually(Duration::from_secs(5), || h
             .stderr()
-            .contains("calling=TESTSCU called=HARMONY backend=pacs outcome=\"accepted\"")),
+            .contains("calling=TESTSCU called=HARMONY backend=pacs outcome=\"released\"")),
         "no access-log line: {}",
         h.stderr()
     );
