@@ -45,10 +45,13 @@ pub(crate) fn pipelines(
                 ev.err(cx, "a pipeline cannot mix dicom and HTTP endpoints (use one pipeline for each)");
             }
         }
+        // only Lua stages (on_associate / on_dimse) act on DICOM
         if dicom {
-            if let Some(mv) = t.get("middleware") {
-                if !middleware.is_empty() {
-                    mv.err(cx, "middleware on a dicom pipeline is not supported yet: DICOM middleware arrives with the DICOM stages");
+            for (m, mv) in &middleware {
+                let lua =
+                    config.middleware.get(m).map(|mw| matches!(mw.kind, crate::config::MiddlewareKind::Lua { .. }));
+                if lua == Some(false) {
+                    mv.err(cx, format!("middleware '{m}' is not a lua middleware: a dicom pipeline runs only lua stages (on_associate, on_dimse)"));
                 }
             }
         }

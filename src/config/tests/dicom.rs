@@ -111,7 +111,7 @@ options = {{ aet = \"PACS\", host = \"127.0.0.1\", port = 104 }}
     let e = errs_main("dicom_rules", &extra);
     has(&e, "harmony.toml", 11, "pipelines.bad.networks[0]", "has no [network.default.dicom] listener");
     has(&e, "harmony.toml", 12, "pipelines.bad.endpoints[1]", "cannot mix dicom and HTTP endpoints");
-    has(&e, "harmony.toml", 13, "pipelines.bad.middleware", "DICOM middleware arrives with the DICOM stages");
+    has(&e, "harmony.toml", 13, "pipelines.bad.middleware[0]", "a dicom pipeline runs only lua stages");
     has(&e, "harmony.toml", 14, "pipelines.bad.backends[0]", "backend 'web' is not a dicom backend");
     has(&e, "harmony.toml", 35, "pipelines.web.backends[0]", "backend 'pacs' is a dicom backend");
     assert_eq!(e.len(), 5, "{e}");

@@ -96,8 +96,7 @@ impl Worker {
         let gen = d.gen.clone();
         let route = &gen.networks[ni].dicom_routes[ri];
         let pipeline = &gen.pipelines[route.pipeline];
-        let stages: Vec<usize> =
-            pipeline.middleware.iter().copied().filter(|&m| lua.has(m, Hook::Associate)).collect();
+        let stages: Vec<usize> = pipeline.middleware.iter().copied().filter(|&m| lua.has(m, Hook::Associate)).collect();
         if stages.is_empty() {
             return Ok(None);
         }
@@ -131,7 +130,10 @@ impl Worker {
             .find(|&b| gen.backends[b].0 == name && matches!(gen.backends[b].1, Backend::Dicom(_)))
             .map(Some)
             .ok_or_else(|| {
-                (RejectReason::NoReason, format!("ctx.route = '{name}' is not a dicom backend of pipeline '{}'", pipeline.name))
+                (
+                    RejectReason::NoReason,
+                    format!("ctx.route = '{name}' is not a dicom backend of pipeline '{}'", pipeline.name),
+                )
             })
     }
 
@@ -209,7 +211,15 @@ impl Worker {
         let Some(lua) = d.lua.clone() else { return Err("internal error: no Lua host".into()) };
         let (pipeline, endpoint) = Self::names(d);
         let Some(ctx) = d.lua_ctx(&lua, &pipeline, &endpoint) else {
-            return Ok(self.refuse(d, up, context_id, held, PROCESSING_FAILURE, "Lua context could not be made", complete));
+            return Ok(self.refuse(
+                d,
+                up,
+                context_id,
+                held,
+                PROCESSING_FAILURE,
+                "Lua context could not be made",
+                complete,
+            ));
         };
         while held.next < held.stages.len() {
             let mw = held.stages[held.next];
