@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite in one command, on a fresh Debian machine:
 #   tests/run.sh            unit + integration tests (cargo test --workspace)
-#   tests/run.sh --bench    ... then the load benchmark (benches/load.sh)
+#   tests/run.sh --bench    ... then the benchmarks (benches/load.sh, benches/dicom.sh)
 # Installs missing Debian packages first (curl, dcmtk, orthanc; nginx and wrk for --bench).
 # Exits non-zero if anything fails.
 set -euo pipefail
@@ -52,5 +52,7 @@ timeout --signal=TERM --kill-after=30 "${TEST_TIMEOUT:-480}" \
 if [[ $bench == 1 ]]; then
   echo "==> benches/load.sh"
   ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-3}" benches/load.sh
+  echo "==> benches/dicom.sh"
+  ROUNDS="${ROUNDS:-3}" benches/dicom.sh
 fi
 echo "==> all tests passed"
