@@ -27,7 +27,7 @@ const MAX_HELD: usize = 256 << 20;
 /// DIMSE status "Processing failure" (PS3.7 C.4), for a failing script.
 const PROCESSING_FAILURE: u16 = 0x0110;
 /// DIMSE status "Refused: Out of Resources".
-const OUT_OF_RESOURCES: u16 = 0xA700;
+pub(super) const OUT_OF_RESOURCES: u16 = 0xA700;
 
 /// A message held for a stage until its data set is complete.
 pub(super) struct Held {
