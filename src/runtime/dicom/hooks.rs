@@ -114,7 +114,7 @@ impl Worker {
                 DicomOutcome::Failed { error_id } => {
                     return Err((
                         RejectReason::NoReason,
-                        format!("Lua on_associate failed ({}), error_id={error_id}", gen.middleware[mw].0),
+                        format!("error_id={error_id} Lua on_associate failed ({})", gen.middleware[mw].0),
                     ));
                 }
                 DicomOutcome::Refuse(_) | DicomOutcome::NeedDataset(_) => {
@@ -242,7 +242,7 @@ impl Worker {
                     return Ok(self.refuse(d, up, context_id, held, status, &why, complete));
                 }
                 DicomOutcome::Failed { error_id } => {
-                    let why = format!("Lua on_dimse failed ({}), error_id={error_id}", d.gen.middleware[mw].0);
+                    let why = format!("error_id={error_id} Lua on_dimse failed ({})", d.gen.middleware[mw].0);
                     return Ok(self.refuse(d, up, context_id, held, PROCESSING_FAILURE, &why, complete));
                 }
                 DicomOutcome::Reject(_) => {
