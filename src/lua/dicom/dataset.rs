@@ -97,9 +97,8 @@ impl Dataset {
             super::prescan::check_lengths(raw, explicit, big)?;
             // dicom-object reports errors, but malformed input must never take
             // the worker down: a panic in the parser is a parse error too
-            let obj = catch_unwind(AssertUnwindSafe(|| InMemDicomObject::read_dataset_with_ts(raw, ts)))
-                .map_err(|_| "malformed data set (parser failure)".to_string())?
-                .map_err(|e| format!("malformed data set: {e}"))?;
+            let obj = catch_unwind(AssertUnwindSafe(|| parse(raw, ts.uid(), explicit)))
+                .map_err(|_| "malformed data set (parser failure)".to_string())??;
             self.parsed = Some(obj);
         }
         self.parsed.as_mut().ok_or_else(|| "data set unavailable".to_string())
@@ -109,6 +108,55 @@ impl Dataset {
     pub(crate) fn touch(&mut self) {
         self.changed = true;
     }
+}
+
+/// Parse a data set without ever reaching the end of the input.
+///
+/// dicom-parser detects the end of a data set by failing to read one more
+/// element header, and its error type captures a full backtrace every time
+/// (snafu `Backtrace` = `force_capture`): a few microseconds of stack
+/// unwinding per message. So the bytes are read as a Part-10 stream (a
+/// minimal file meta group in front) with a sentinel element (FFFF,FFFF) at
+/// the end and `read_until` that tag: the reader stops on the sentinel
+/// without an error. The meta group is never exposed; the object is the
+/// data set alone.
+fn parse(raw: &[u8], ts_uid: &str, explicit: bool) -> Result<InMemDicomObject, String> {
+    let mut buf = Vec::with_capacity(raw.len() + 160);
+    buf.extend_from_slice(b"DICM");
+    let mut meta = Vec::with_capacity(128);
+    let mut ui = |elem: u16, v: &str| {
+        let mut v = v.as_bytes().to_vec();
+        if v.len() % 2 == 1 {
+            v.push(0);
+        }
+        meta.extend_from_slice(&0x0002u16.to_le_bytes());
+        meta.extend_from_slice(&elem.to_le_bytes());
+        meta.extend_from_slice(b"UI");
+        meta.extend_from_slice(&(v.len() as u16).to_le_bytes());
+        meta.extend_from_slice(&v);
+    };
+    ui(0x0002, "1.2");
+    ui(0x0003, "1.2");
+    ui(0x0010, ts_uid);
+    ui(0x0012, "1.2");
+    // (0002,0000) UL group length, (0002,0001) OB 00\01
+    let version: [u8; 14] = [0x02, 0, 0x01, 0, b'O', b'B', 0, 0, 2, 0, 0, 0, 0, 1];
+    buf.extend_from_slice(&[0x02, 0, 0, 0, b'U', b'L', 4, 0]);
+    buf.extend_from_slice(&((meta.len() + version.len()) as u32).to_le_bytes());
+    buf.extend_from_slice(&version);
+    buf.extend_from_slice(&meta);
+    buf.extend_from_slice(raw);
+    if explicit {
+        buf.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, b'U', b'N', 0, 0, 0, 0, 0, 0]);
+    } else {
+        buf.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]);
+    }
+    let file = dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Never)
+        .read_until(Tag(0xFFFF, 0xFFFF))
+        .from_reader(&buf[..])
+        .map_err(|e| format!("malformed data set: {e}"))?;
+    Ok(file.into_inner())
 }
 
 /// The item at `path` below `obj`.

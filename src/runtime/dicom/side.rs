@@ -3,8 +3,8 @@
 
 use mio::net::TcpStream;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 
 /// Compact the output buffer once this much has been written from it.
 const COMPACT: usize = 256 * 1024;
