@@ -390,3 +390,45 @@ fn the_default_backend_down_is_a_rejection_and_storescu_fails() {
     let log = wait_log(&h, "backend unavailable");
     assert!(log.contains("rejected: backend unavailable"), "{log}");
 }
+
+#[test]
+fn endpoint_sop_classes_and_transfer_syntaxes_filter_presentation_contexts() {
+    if !have_dcmtk() {
+        return;
+    }
+    let tmp = TempDir::new("dicom-filter");
+    let out = tmp.join("out");
+    fs::create_dir_all(&out).unwrap();
+    let (_scp, port) = storescp(&tmp, &out);
+    let hport = free_port();
+    let h = two_backends(
+        hport,
+        port,
+        port,
+        r#", sop_classes = ["1.2.840.10008.5.1.4.1.1.7"], transfer_syntaxes = ["1.2.840.10008.1.2.1"]"#,
+        "",
+        None,
+    );
+    // storescu proposes ~128 contexts: only Secondary Capture in explicit VR LE is accepted
+    let dir = tmp.join("in");
+    fs::create_dir_all(&dir).unwrap();
+    let f = make_file(&dir, "sc", &format!("{UID_ROOT}.6.1"));
+    let args = ["-d", "-aet", "TESTSCU", "-aec", "HARMONY", "127.0.0.1", &hport.to_string(), f.to_str().unwrap()];
+    let (s, o) = Peer::run("storescu", &args, tmp.join("store.log"));
+    assert!(s.success(), "{o}\n{}", h.stderr());
+    wait_files(&out, 1);
+    assert_eq!(o.matches("(Accepted)").count(), 1, "exactly one context accepted: {o}");
+    assert!(o.contains("Accepted Transfer Syntax: =LittleEndianExplicit"), "{o}");
+    assert!(o.contains("(Abstract Syntax Not Supported)"), "{o}");
+    assert!(o.contains("(Transfer Syntaxes Not Supported)"), "{o}");
+    // Verification is not in the list: nothing left to accept
+    let (_, o) = echoscu_as(&tmp, "TESTSCU", hport, "echo.log");
+    assert!(o.contains("Association Rejected"), "{o}");
+    let log = wait_log(&h, "none of the proposed presentation contexts");
+    assert!(log.contains("rejected: none of the proposed presentation contexts is accepted by the endpoint"), "{log}");
+    // implicit VR only: refused too
+    let args = ["-xi", "-aet", "TESTSCU", "-aec", "HARMONY", "127.0.0.1", &hport.to_string(), f.to_str().unwrap()];
+    let (s, o) = Peer::run("storescu", &args, tmp.join("store-xi.log"));
+    assert!(!s.success() || o.contains("Association Rejected"), "{o}");
+    assert_eq!(count_files(&out), 1);
+}

@@ -62,7 +62,16 @@ pub(crate) fn dicom_endpoint(cx: &mut Ctx, t: &Tbl<'_, '_>, o: Option<&Tbl<'_, '
     };
     o.check_keys(
         cx,
-        &["ae_title", "allowed_calling_aes", "calling_ae_routes", "peer_routes", "echo", "move_destinations"],
+        &[
+            "ae_title",
+            "allowed_calling_aes",
+            "calling_ae_routes",
+            "peer_routes",
+            "echo",
+            "move_destinations",
+            "sop_classes",
+            "transfer_syntaxes",
+        ],
         &[],
     );
     let ae = match o.get("ae_title") {
@@ -135,9 +144,31 @@ pub(crate) fn dicom_endpoint(cx: &mut Ctx, t: &Tbl<'_, '_>, o: Option<&Tbl<'_, '
             None => ok = false,
         }
     }
+    let mut uids = |key: &str| -> Option<Vec<String>> {
+        let v = o.get(key)?;
+        let list = v.str_array(cx)?;
+        let mut out = Vec::new();
+        for (u, uv) in list {
+            let valid = !u.is_empty() && u.len() <= 64 && u.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            if !valid {
+                uv.err(cx, format!("invalid UID '{u}' (digits and dots, at most 64 characters)"));
+                ok = false;
+            }
+            out.push(u.to_string());
+        }
+        if out.is_empty() {
+            v.err(cx, format!("{key} must not be empty (leave it out to accept what the backend accepts)"));
+            ok = false;
+        }
+        Some(out)
+    };
+    let sop_classes = uids("sop_classes");
+    let transfer_syntaxes = uids("transfer_syntaxes");
     let ae = ae?;
     ok.then(|| {
         EndpointKind::Dicom(DicomEndpoint {
+            sop_classes,
+            transfer_syntaxes,
             ae_title: ae.to_string(),
             allowed_calling_aes: allowed,
             calling_ae_routes,

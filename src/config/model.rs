@@ -180,6 +180,11 @@ pub struct DicomEndpoint {
     /// `move_destinations = ["backend", ...]`: C-MOVE destinations reached
     /// through the proxy (with the value's line).
     pub move_destinations: Vec<(String, usize)>,
+    /// `sop_classes`: abstract syntaxes this endpoint accepts (None: what
+    /// the backend accepts).
+    pub sop_classes: Option<Vec<String>>,
+    /// `transfer_syntaxes`: transfer syntaxes it accepts (None: the backend's).
+    pub transfer_syntaxes: Option<Vec<String>>,
 }
 
 /// An IP network (address + prefix length).

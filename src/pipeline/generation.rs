@@ -62,6 +62,9 @@ pub struct DicomRoute {
     /// Dicom backends that C-MOVE sub-operations are delivered to through
     /// the proxy (matched by their `aet`).
     pub move_destinations: Vec<usize>,
+    /// Presentation contexts the endpoint accepts (None: the backend decides).
+    pub sop_classes: Option<Vec<String>>,
+    pub transfer_syntaxes: Option<Vec<String>>,
 }
 
 /// Limits of a `[network.N.dicom]` listener.
@@ -294,6 +297,8 @@ impl Generation {
                                 peer_routes: peer_routes.clone(),
                                 local_echo: d.local_echo,
                                 move_destinations: move_destinations.clone(),
+                                sop_classes: d.sop_classes.clone(),
+                                transfer_syntaxes: d.transfer_syntaxes.clone(),
                             });
                         }
                     }

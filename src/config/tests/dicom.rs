@@ -182,12 +182,14 @@ fn dicom_routing_option_errors() {
         "dicom_routing_errs",
         "[network.imaging.dicom]\nbind_port = 11112\nmax_pdu = 100\nmax_associations = 0\n\
          [endpoints.a]\nservice = \"dicom\"\n\
-         options = { ae_title = \"A\", echo = \"maybe\", peer_routes = { \"10.0.0.0/99\" = \"x\" } }\n\
+         options = { ae_title = \"A\", echo = \"maybe\", peer_routes = { \"10.0.0.0/99\" = \"x\" }, sop_classes = [\"1.2.x\"], transfer_syntaxes = [] }\n\
          [backends.b]\nservice = \"dicom\"\noptions = { aet = \"B\", host = \"127.0.0.1\", port = 1, dimse_timeout_ms = 0 }\n",
     );
     has(&e, "harmony.toml", 9, "network.imaging.dicom.max_pdu", "must be between 4096");
     has(&e, "harmony.toml", 10, "network.imaging.dicom.max_associations", "must be between 1");
     has(&e, "harmony.toml", 13, "endpoints.a.options.echo", "invalid echo 'maybe'");
     has(&e, "harmony.toml", 13, "endpoints.a.options.peer_routes.\"10.0.0.0/99\"", "invalid peer network");
+    has(&e, "harmony.toml", 13, "endpoints.a.options.sop_classes[0]", "invalid UID '1.2.x'");
+    has(&e, "harmony.toml", 13, "endpoints.a.options.transfer_syntaxes", "must not be empty");
     has(&e, "harmony.toml", 16, "backends.b.options.dimse_timeout_ms", "must be between 1");
 }

@@ -7,11 +7,14 @@ use super::registry::OverLimit;
 use super::relay::{PresCtx, Relay};
 use super::side::Side;
 use super::{Back, DicomConn, Phase, Routed, Worker, MAX_ASSOCIATE_PDU};
-use crate::pipeline::{Backend, DicomTarget};
+use crate::pipeline::{Backend, DicomRoute, DicomTarget};
 use crate::runtime::worker::{Slot, CONN_BASE};
 use dimse::negotiate::{reject, RejectReason};
 use dimse::pdata;
-use dimse::pdu::{AbortRQServiceProviderReason, AbortRQSource, AssociationRQ, Pdu};
+use dimse::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, AssociationRQ, Pdu, PresentationContextResult,
+    PresentationContextResultReason,
+};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use std::io;
@@ -38,6 +41,42 @@ pub(super) fn encode(pdu: Pdu) -> Vec<u8> {
 struct Decision {
     target: DicomTarget,
     routed: Routed,
+    /// The RQ re-encoded without the presentation contexts the endpoint
+    /// refuses itself, and those contexts with their reasons.
+    filtered: Option<(Vec<u8>, Vec<(u8, PresentationContextResultReason)>)>,
+}
+
+/// Apply an endpoint's `sop_classes` / `transfer_syntaxes` to the proposed
+/// contexts: the ones it refuses, with the reason, and the RQ without them.
+fn filter_contexts(
+    rq: &AssociationRQ,
+    route: &DicomRoute,
+) -> Option<(AssociationRQ, Vec<(u8, PresentationContextResultReason)>)> {
+    if route.sop_classes.is_none() && route.transfer_syntaxes.is_none() {
+        return None;
+    }
+    let uid = |s: &str| s.trim_end_matches(['\0', ' ']).to_string();
+    let mut kept = rq.clone();
+    kept.presentation_contexts.clear();
+    let mut refused = Vec::new();
+    for pc in &rq.presentation_contexts {
+        if let Some(list) = &route.sop_classes {
+            if !list.contains(&uid(&pc.abstract_syntax)) {
+                refused.push((pc.id, PresentationContextResultReason::AbstractSyntaxNotSupported));
+                continue;
+            }
+        }
+        let mut pc = pc.clone();
+        if let Some(list) = &route.transfer_syntaxes {
+            pc.transfer_syntaxes.retain(|t| list.contains(&uid(t)));
+            if pc.transfer_syntaxes.is_empty() {
+                refused.push((pc.id, PresentationContextResultReason::TransferSyntaxesNotSupported));
+                continue;
+            }
+        }
+        kept.presentation_contexts.push(pc);
+    }
+    Some((kept, refused))
 }
 
 impl Worker {
@@ -95,7 +134,11 @@ impl Worker {
                     .find(|n| *n.name == *d.net)
                     .and_then(|n| n.dicom_routes.iter().find(|r| r.ae_title == d.called))
                     .map_or(0, |r| r.pipeline);
-                return Ok(Decision { target: t.clone(), routed: Routed { route: None, pipeline, admitted: false } });
+                return Ok(Decision {
+                    target: t.clone(),
+                    routed: Routed { route: None, pipeline, admitted: false },
+                    filtered: None,
+                });
             }
         }
         let Some(ni) = gen.networks.iter().position(|n| *n.name == *d.net) else {
@@ -117,6 +160,16 @@ impl Worker {
             .or_else(|| route.peer_routes.iter().find(|(n, _)| n.contains(d.peer.ip())).map(|(_, b)| *b))
             .unwrap_or(route.backend);
         let pipeline = route.pipeline;
+        let filtered = match filter_contexts(rq, route) {
+            Some((kept, _)) if kept.presentation_contexts.is_empty() => {
+                return Err((
+                    RejectReason::NoReason,
+                    "none of the proposed presentation contexts is accepted by the endpoint".into(),
+                ));
+            }
+            Some((kept, refused)) => Some((encode(Pdu::AssociationRQ(kept)), refused)),
+            None => None,
+        };
         if let Some(chosen) = self.run_on_associate(d, rq, ni, ri)? {
             backend = chosen;
         }
@@ -131,7 +184,11 @@ impl Worker {
             self.shared.dicom.release(&d.net, &d.calling);
             return Err((RejectReason::NoReason, "route has no dicom backend".into()));
         };
-        Ok(Decision { target: target.clone(), routed: Routed { route: Some((ni, ri)), pipeline, admitted: true } })
+        Ok(Decision {
+            target: target.clone(),
+            routed: Routed { route: Some((ni, ri)), pipeline, admitted: true },
+            filtered,
+        })
     }
 
     /// Route a complete A-ASSOCIATE-RQ (its bytes) and open the backend.
@@ -146,6 +203,11 @@ impl Worker {
         };
         let target = decision.target;
         d.routed = Some(decision.routed);
+        let mut refused = Vec::new();
+        if let Some((filtered, r)) = decision.filtered {
+            bytes = filtered;
+            refused = r;
+        }
         d.backend = target.name.clone();
         bytes[CALLED].copy_from_slice(&ae_field(&target.aet));
         if let Some(local) = &target.local_aet {
@@ -154,7 +216,9 @@ impl Worker {
         // the backend may send us no PDU larger than our cap
         let cap = self.dicom_cap(d);
         let front_max = pdata::cap_max_length(&mut bytes, cap).unwrap_or(cap);
-        d.relay = Some(Box::new(Relay::new(front_max, cap, rq)));
+        let mut relay = Box::new(Relay::new(front_max, cap, rq));
+        relay.refused = refused;
+        d.relay = Some(relay);
         let bkey = self.slab.insert(Slot::DicomBack(d.key));
         let sock = TcpStream::connect(target.addr).and_then(|mut s| {
             s.set_nodelay(true)?;
@@ -219,9 +283,21 @@ impl Worker {
                 let mut bytes: Vec<u8> = back.side.inb.drain(..n).collect();
                 let rest = std::mem::take(&mut back.side.inb);
                 match pdu {
-                    Pdu::AssociationAC(ac) => {
-                        bytes[CALLED.start..CALLING.end].copy_from_slice(&d.client_aes);
+                    Pdu::AssociationAC(mut ac) => {
                         let relay = d.relay.as_mut().expect("routed associations have a relay");
+                        if !relay.refused.is_empty() {
+                            // the contexts the endpoint refused itself, answered with the backend's
+                            for (id, reason) in std::mem::take(&mut relay.refused) {
+                                ac.presentation_contexts.push(PresentationContextResult {
+                                    id,
+                                    reason,
+                                    transfer_syntax: "1.2.840.10008.1.2".into(),
+                                });
+                            }
+                            ac.presentation_contexts.sort_by_key(|p| p.id);
+                            bytes = encode(Pdu::AssociationAC(ac.clone()));
+                        }
+                        bytes[CALLED.start..CALLING.end].copy_from_slice(&d.client_aes);
                         relay.back_max = pdata::cap_max_length(&mut bytes, relay.cap).unwrap_or(relay.cap);
                         relay.accepted(&ac);
                         d.outcome = "accepted".into();

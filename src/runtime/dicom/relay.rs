@@ -84,6 +84,8 @@ pub(super) struct Relay {
     pub outstanding: Vec<Outstanding>,
     /// DIMSE requests seen (both directions).
     pub messages: u64,
+    /// Contexts the endpoint refused itself (added to the backend's AC).
+    pub refused: Vec<(u8, dimse::pdu::PresentationContextResultReason)>,
 }
 
 impl Relay {
@@ -105,6 +107,7 @@ impl Relay {
                 .collect(),
             outstanding: Vec::new(),
             messages: 0,
+            refused: Vec::new(),
         }
     }
 
