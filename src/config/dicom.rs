@@ -12,19 +12,30 @@ use super::value::{Tbl, Val};
 pub const DEFAULT_MAX_PDU: u32 = 128 * 1024;
 /// Default number of associations one dicom listener serves at once.
 pub const DEFAULT_MAX_ASSOCIATIONS: usize = 64;
+/// Default size of a data set a script may make the proxy buffer.
+pub const DEFAULT_BUFFERED_DATASET_BYTES: usize = 64 << 20;
 /// Default time a peer has to answer a DIMSE request (pending responses
 /// restart it).
 pub const DEFAULT_DIMSE_TIMEOUT_MS: u64 = 120_000;
 
 /// `[network.N.dicom]`: the listener keys plus the association limits.
 pub(crate) fn dicom_listener(cx: &mut Ctx, h: &Tbl<'_, '_>) -> Option<DicomListener> {
-    const EXTRA: &[&str] = &["max_pdu", "max_associations", "max_associations_per_calling_ae"];
+    const EXTRA: &[&str] =
+        &["max_pdu", "max_associations", "max_associations_per_calling_ae", "buffered_dataset_bytes"];
     let addr = listener(cx, h, EXTRA)?.addr;
     let max_pdu = h.uint(cx, "max_pdu", 4096, 16 << 20).unwrap_or(u64::from(DEFAULT_MAX_PDU)) as u32;
     let max_associations =
         h.uint(cx, "max_associations", 1, 100_000).unwrap_or(DEFAULT_MAX_ASSOCIATIONS as u64) as usize;
     let per_ae = h.uint(cx, "max_associations_per_calling_ae", 0, 100_000).unwrap_or(0) as usize;
-    Some(DicomListener { addr, max_pdu, max_associations, max_associations_per_calling_ae: per_ae })
+    let buffered =
+        h.uint(cx, "buffered_dataset_bytes", 1024, 4 << 30).unwrap_or(DEFAULT_BUFFERED_DATASET_BYTES as u64) as usize;
+    Some(DicomListener {
+        addr,
+        max_pdu,
+        max_associations,
+        max_associations_per_calling_ae: per_ae,
+        buffered_dataset_bytes: buffered,
+    })
 }
 
 /// A DICOM AE title: 1-16 characters of the default character repertoire

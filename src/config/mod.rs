@@ -23,7 +23,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use dicom::{DEFAULT_DIMSE_TIMEOUT_MS, DEFAULT_MAX_ASSOCIATIONS, DEFAULT_MAX_PDU};
+pub use dicom::{DEFAULT_BUFFERED_DATASET_BYTES, DEFAULT_DIMSE_TIMEOUT_MS, DEFAULT_MAX_ASSOCIATIONS, DEFAULT_MAX_PDU};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::load;
 pub use model::*;

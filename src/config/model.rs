@@ -114,6 +114,9 @@ pub struct DicomListener {
     pub max_associations: usize,
     /// `max_associations_per_calling_ae` (default 0: no per-AE limit).
     pub max_associations_per_calling_ae: usize,
+    /// `buffered_dataset_bytes`: the largest data set a script may make the
+    /// proxy hold (reading `msg.dataset`), default 64 MiB.
+    pub buffered_dataset_bytes: usize,
 }
 
 /// `[management]` (served from issue 3 on; validated now).

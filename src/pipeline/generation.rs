@@ -73,6 +73,7 @@ pub struct DicomLimits {
     pub max_pdu: u32,
     pub max_associations: usize,
     pub max_associations_per_calling_ae: usize,
+    pub buffered_dataset_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -215,11 +216,13 @@ impl Generation {
                         max_pdu: crate::config::DEFAULT_MAX_PDU,
                         max_associations: crate::config::DEFAULT_MAX_ASSOCIATIONS,
                         max_associations_per_calling_ae: 0,
+                        buffered_dataset_bytes: crate::config::DEFAULT_BUFFERED_DATASET_BYTES,
                     },
                     |d| DicomLimits {
                         max_pdu: d.max_pdu,
                         max_associations: d.max_associations,
                         max_associations_per_calling_ae: d.max_associations_per_calling_ae,
+                        buffered_dataset_bytes: d.buffered_dataset_bytes,
                     },
                 ),
             })

@@ -22,8 +22,6 @@ use dimse::pdu::{AssociationRQ, UserVariableItem};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Largest data set held for a script (a bigger one is refused with A700).
-const MAX_HELD: usize = 256 << 20;
 /// DIMSE status "Processing failure" (PS3.7 C.4), for a failing script.
 const PROCESSING_FAILURE: u16 = 0x0110;
 /// DIMSE status "Refused: Out of Resources".
@@ -37,6 +35,8 @@ pub(super) struct Held {
     /// Changed before the scripts ran (C-MOVE destination).
     changed: bool,
     data: Vec<u8>,
+    /// The listener's `buffered_dataset_bytes`.
+    limit: usize,
     /// Middleware indexes of the `on_dimse` stages, in the order they run.
     stages: Vec<usize>,
     next: usize,
@@ -46,8 +46,11 @@ pub(super) struct Held {
 impl Held {
     /// Add a data fragment; an error once the data set outgrows the limit.
     pub(super) fn push(&mut self, bytes: &[u8]) -> Result<(), String> {
-        if self.data.len() + bytes.len() > MAX_HELD {
-            return Err(format!("data set over {MAX_HELD} bytes: too large for a script, refused"));
+        if self.data.len() + bytes.len() > self.limit {
+            return Err(format!(
+                "data set over buffered_dataset_bytes ({} bytes), which a script needs to read: refused",
+                self.limit
+            ));
         }
         self.data.extend_from_slice(bytes);
         Ok(())
@@ -180,7 +183,13 @@ impl Worker {
             abstract_syntax,
             transfer_syntax,
         }));
-        let held = Held { msg, raw, changed, data: Vec::new(), stages, next: 0, pending: None };
+        let limit = d
+            .gen
+            .networks
+            .iter()
+            .find(|n| *n.name == *d.net)
+            .map_or(crate::config::DEFAULT_BUFFERED_DATASET_BYTES, |n| n.dicom_limits.buffered_dataset_bytes);
+        let held = Held { msg, raw, changed, data: Vec::new(), limit, stages, next: 0, pending: None };
         self.run_stages(d, up, context_id, held, false)
     }
 

@@ -108,7 +108,12 @@ mod tests {
     #[test]
     fn limits_total_and_per_calling_ae() {
         let s = DicomShared::default();
-        let l = DicomLimits { max_pdu: 0, max_associations: 3, max_associations_per_calling_ae: 2 };
+        let l = DicomLimits {
+            max_pdu: 0,
+            max_associations: 3,
+            max_associations_per_calling_ae: 2,
+            buffered_dataset_bytes: 0,
+        };
         assert!(s.admit("n", "A", &l).is_ok());
         assert!(s.admit("n", "A", &l).is_ok());
         assert_eq!(s.admit("n", "A", &l), Err(OverLimit::PerCallingAe(2)));
