@@ -166,7 +166,7 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         // pid (comm) state ppid pgrp ...: comm may contain spaces, so split after the last ')'
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(0) != Some(&"Z") && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
+        if fields.first() != Some(&"Z") && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
             out.push(pid);
         }
     }

@@ -296,7 +296,7 @@ mod tests {
     #[test]
     fn deflated_data_sets_are_an_error() {
         let mut d = Dataset::new(vec![0x10, 0, 0x10, 0, b'P', b'N', 2, 0, b'A', b' '], "1.2.840.10008.1.2.1.99");
-        let e = d.object().err().expect("deflate is not readable here");
+        let e = d.object().expect_err("deflate is not readable here");
         assert!(e.contains("transfer syntax"), "{e}");
     }
 }

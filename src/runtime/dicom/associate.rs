@@ -37,13 +37,16 @@ pub(super) fn encode(pdu: Pdu) -> Vec<u8> {
     dimse::encode(&pdu).unwrap_or_default()
 }
 
+/// Presentation contexts the proxy answers itself: (id, reason).
+type Refused = Vec<(u8, PresentationContextResultReason)>;
+
 /// Where an association goes.
 struct Decision {
     target: DicomTarget,
     routed: Routed,
     /// The RQ re-encoded without the presentation contexts the endpoint
     /// refuses itself, and those contexts with their reasons.
-    filtered: Option<(Vec<u8>, Vec<(u8, PresentationContextResultReason)>)>,
+    filtered: Option<(Vec<u8>, Refused)>,
 }
 
 /// Apply an endpoint's `sop_classes` / `transfer_syntaxes` to the proposed
@@ -51,7 +54,7 @@ struct Decision {
 fn filter_contexts(
     rq: &AssociationRQ,
     route: &DicomRoute,
-) -> Option<(AssociationRQ, Vec<(u8, PresentationContextResultReason)>)> {
+) -> Option<(AssociationRQ, Refused)> {
     if route.sop_classes.is_none() && route.transfer_syntaxes.is_none() {
         return None;
     }

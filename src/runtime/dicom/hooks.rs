@@ -317,7 +317,7 @@ impl Worker {
         drop(m);
         self.finish(d, up, message_id, status, " refused=stage");
         if still_arriving {
-            return Some(Current { context_id, mode: Mode::Drop { reply: Some(rsp) } });
+            return Some(Current { context_id, mode: Mode::Drop { reply: Some(Box::new(rsp)) } });
         }
         d.send_command(up, context_id, &rsp.encode());
         None

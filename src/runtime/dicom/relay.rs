@@ -49,7 +49,7 @@ pub(super) enum Mode {
     /// Copied to the other side fragment by fragment.
     Pass,
     /// Read and thrown away; then `reply` (a refusal) goes back to the sender.
-    Drop { reply: Option<Command> },
+    Drop { reply: Option<Box<Command>> },
     /// Buffered for a stage that needs it.
     Hold(Box<Held>),
 }
@@ -380,7 +380,7 @@ impl Worker {
                         // too large for a stage: refuse the message
                         let rsp = held.refusal(super::hooks::OUT_OF_RESOURCES);
                         log::warn!("dicom {} assoc={}: {e}", d.peer, d.id);
-                        c.mode = Mode::Drop { reply: rsp };
+                        c.mode = Mode::Drop { reply: rsp.map(Box::new) };
                         if item.last {
                             if let Mode::Drop { reply: Some(rsp) } = &c.mode {
                                 d.send_command(up, item.context_id, &rsp.encode());
@@ -416,7 +416,7 @@ impl Worker {
             let rsp = Command::response_to(&cmd, 0x0000);
             self.finish(d, true, cmd.message_id.unwrap_or(0), 0x0000, " answered=local");
             if has_data {
-                return Ok(Some(Current { context_id, mode: Mode::Drop { reply: Some(rsp) } }));
+                return Ok(Some(Current { context_id, mode: Mode::Drop { reply: Some(Box::new(rsp)) } }));
             }
             d.send_command(true, context_id, &rsp.encode());
             return Ok(None);
