@@ -409,7 +409,7 @@ impl Worker {
         raw: Vec<u8>,
     ) -> Result<Option<Current>, String> {
         let from = if up { "client" } else { "backend" };
-        let mut cmd = Command::decode(&raw).map_err(|e| format!("protocol error from the {from}: {e}"))?;
+        let cmd = Command::decode(&raw).map_err(|e| format!("protocol error from the {from}: {e}"))?;
         let has_data = cmd.has_data_set;
         self.track(d, up, &cmd);
         if up && cmd.field == CommandField::CEchoRq && self.route_of(d).is_some_and(|r| r.local_echo) {
@@ -421,15 +421,13 @@ impl Worker {
             d.send_command(true, context_id, &rsp.encode());
             return Ok(None);
         }
-        let mut changed = false;
-        if up && cmd.field == CommandField::CMoveRq {
-            changed |= self.proxy_move(d, &mut cmd);
-        }
-        self.dimse_stages(d, up, context_id, cmd, raw, changed)
+        self.dimse_stages(d, up, context_id, cmd, raw, false)
     }
 
     /// Pass a command (and say how its data set follows) once every stage
-    /// that looks at the command alone is done.
+    /// that looks at the command alone is done. A C-MOVE-RQ from the client
+    /// to a destination the endpoint delivers to (as the scripts left it) is
+    /// rewritten to go through the proxy here.
     pub(super) fn forward_command(
         &mut self,
         d: &mut DicomConn,
@@ -439,6 +437,13 @@ impl Worker {
         raw: &[u8],
         changed: bool,
     ) -> Option<Current> {
+        if up && cmd.field == CommandField::CMoveRq {
+            let mut moved = cmd.clone();
+            if self.proxy_move(d, &mut moved) {
+                d.send_command(!up, context_id, &moved.encode());
+                return moved.has_data_set.then_some(Current { context_id, mode: Mode::Pass });
+            }
+        }
         if changed {
             d.send_command(!up, context_id, &cmd.encode());
         } else {
