@@ -432,3 +432,32 @@ fn endpoint_sop_classes_and_transfer_syntaxes_filter_presentation_contexts() {
     assert!(!s.success() || o.contains("Association Rejected"), "{o}");
     assert_eq!(count_files(&out), 1);
 }
+
+#[test]
+fn a_client_that_leaves_while_the_backend_is_silent_is_noticed_at_once() {
+    // a backend that accepts TCP and never answers the A-ASSOCIATE-RQ
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hport = free_port();
+    let h = two_backends(hport, port, port, "", "", None); // timeout_ms = 3000
+    let mut s = TcpStream::connect(("127.0.0.1", hport)).unwrap();
+    let rq = Pdu::AssociationRQ(AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: "LEAVER".into(),
+        called_ae_title: "HARMONY".into(),
+        application_context_name: "1.2.840.10008.3.1.1.1".into(),
+        presentation_contexts: vec![PresentationContextProposed {
+            id: 1,
+            abstract_syntax: VERIFICATION.into(),
+            transfer_syntaxes: vec![IMPLICIT_LE.into()],
+        }],
+        user_variables: vec![UserVariableItem::MaxLength(16384)],
+    });
+    s.write_all(&dimse::encode(&rq).unwrap()).unwrap();
+    let (_backend_side, _) = l.accept().unwrap();
+    let started = Instant::now();
+    drop(s);
+    let log = wait_log(&h, "client closed during association negotiation");
+    assert!(log.contains("calling=LEAVER") && log.contains("client closed during association negotiation"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(2), "noticed only after {:?}", started.elapsed());
+}

@@ -51,10 +51,7 @@ struct Decision {
 
 /// Apply an endpoint's `sop_classes` / `transfer_syntaxes` to the proposed
 /// contexts: the ones it refuses, with the reason, and the RQ without them.
-fn filter_contexts(
-    rq: &AssociationRQ,
-    route: &DicomRoute,
-) -> Option<(AssociationRQ, Refused)> {
+fn filter_contexts(rq: &AssociationRQ, route: &DicomRoute) -> Option<(AssociationRQ, Refused)> {
     if route.sop_classes.is_none() && route.transfer_syntaxes.is_none() {
         return None;
     }
@@ -255,11 +252,21 @@ impl Worker {
 
     /// Phase::Backend: connect, send the RQ, wait for AC / RJ / A-ABORT.
     pub(super) fn await_answer(&mut self, d: &mut DicomConn) -> io::Result<bool> {
-        let mut progress = false;
+        // the client may abort or close while we connect or wait (what it
+        // sends early is kept and relayed after the AC)
+        let mut inb = std::mem::take(&mut d.front.inb);
+        let r = d.front.fill(&mut inb, 64 * 1024);
+        d.front.inb = inb;
+        let mut progress = r? > 0;
+        if d.front.eof {
+            d.outcome = "client closed during association negotiation".into();
+            d.phase = Phase::Closed;
+            return Ok(true);
+        }
         let back = d.back.as_mut().expect("backend phase has a backend");
         if !back.connected {
             if !(back.side.wr || back.side.rd) {
-                return Ok(false);
+                return Ok(progress);
             }
             if let Some(e) = back.side.sock.take_error()? {
                 return Err(e);
@@ -269,7 +276,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                     back.side.wr = false;
                     back.side.rd = false;
-                    return Ok(false);
+                    return Ok(progress);
                 }
                 Err(e) => return Err(e),
             }
@@ -343,16 +350,6 @@ impl Worker {
                 return Ok(true);
             }
             Ok(None) => {}
-        }
-        // the client may abort or close while we wait
-        let mut inb = std::mem::take(&mut d.front.inb);
-        let r = d.front.fill(&mut inb, 64 * 1024);
-        d.front.inb = inb;
-        progress |= r? > 0;
-        if d.front.eof {
-            d.outcome = "client closed during association negotiation".into();
-            d.phase = Phase::Closed;
-            return Ok(true);
         }
         Ok(progress)
     }
