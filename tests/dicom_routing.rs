@@ -175,6 +175,12 @@ fn local_echo_is_answered_by_the_proxy_and_logged_per_message() {
     );
     assert!(m.contains(r#"harmony_dicom_associations_total{pipeline="imaging",result="completed"} 2"#), "{m}");
     assert!(m.contains("harmony_dicom_associations_open 0"), "{m}");
+    // the routes endpoint shows the DICOM route with its options
+    let r = get(admin, "/admin/routes").json();
+    let route = r["routes"].as_array().unwrap().iter().find(|x| x["ae_title"] == "HARMONY").cloned().unwrap();
+    assert_eq!(route["echo"], "local", "{route}");
+    assert_eq!(route["backend"], "pacs_a", "{route}");
+    assert_eq!(route["limits"]["max_pdu"], 131072, "{route}");
 }
 
 /// Open an association by hand (raw socket) and keep it: returns the socket.

@@ -194,6 +194,23 @@ impl Worker {
                     "pipeline": g.pipelines[r.pipeline].name,
                     "endpoint": g.endpoints[r.endpoint],
                     "backend": g.backends[r.backend].0,
+                    "allowed_calling_aes": r.allowed_calling_aes,
+                    "calling_ae_routes": r.calling_ae_routes.iter()
+                        .map(|(ae, b)| json!({"calling_ae": ae, "backend": g.backends[*b].0}))
+                        .collect::<Vec<_>>(),
+                    "peer_routes": r.peer_routes.iter()
+                        .map(|(n, b)| json!({"peer": format!("{}/{}", n.ip, n.bits), "backend": g.backends[*b].0}))
+                        .collect::<Vec<_>>(),
+                    "echo": if r.local_echo { "local" } else { "forward" },
+                    "move_destinations": r.move_destinations.iter().map(|b| &g.backends[*b].0).collect::<Vec<_>>(),
+                    "sop_classes": r.sop_classes,
+                    "transfer_syntaxes": r.transfer_syntaxes,
+                    "limits": {
+                        "max_pdu": n.dicom_limits.max_pdu,
+                        "max_associations": n.dicom_limits.max_associations,
+                        "max_associations_per_calling_ae": n.dicom_limits.max_associations_per_calling_ae,
+                        "buffered_dataset_bytes": n.dicom_limits.buffered_dataset_bytes,
+                    },
                 }));
             }
         }
