@@ -203,9 +203,12 @@ fn hold_association(port: u16, calling: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(&dimse::encode(&rq).unwrap()).unwrap();
-    let mut first = [0u8; 1];
-    s.read_exact(&mut first).unwrap();
-    assert_eq!(first[0], 0x02, "expected an A-ASSOCIATE-AC from {port}");
+    // read exactly the A-ASSOCIATE-AC PDU
+    let mut head = [0u8; 6];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x02, "expected an A-ASSOCIATE-AC from {port}");
+    let mut body = vec![0u8; u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize];
+    s.read_exact(&mut body).unwrap();
     s
 }
 
@@ -362,11 +365,7 @@ fn a_bad_pdu_after_set_up_aborts_both_sides() {
     let hport = free_port();
     let h = two_backends(hport, port, port, "", "", None);
     let mut s = hold_association(hport, "RAW");
-    // skip the rest of the AC, then send an unknown PDU type
-    thread::sleep(Duration::from_millis(100));
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    let mut sink = [0u8; 4096];
-    let _ = s.read(&mut sink);
+    // an unknown PDU type after the AC
     s.write_all(&[0x09, 0, 0, 0, 0, 2, 1, 2]).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut got = Vec::new();
@@ -466,4 +465,73 @@ fn a_client_that_leaves_while_the_backend_is_silent_is_noticed_at_once() {
     let log = wait_log(&h, "client closed during association negotiation");
     assert!(log.contains("calling=LEAVER") && log.contains("client closed during association negotiation"), "{log}");
     assert!(started.elapsed() < Duration::from_secs(2), "noticed only after {:?}", started.elapsed());
+}
+
+/// Send a C-ECHO-RQ on a raw association and return the status of the answer.
+fn raw_echo(s: &mut TcpStream, message_id: u16) -> u16 {
+    let mut out = Vec::new();
+    dimse::pdata::write_fragments(&mut out, 1, true, &dimse::Command::echo_rq(message_id).encode(), 16384);
+    s.write_all(&out).unwrap();
+    // read PDUs until a P-DATA with the whole command arrives
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Ok(Some((kind, total))) = dimse::pdata::split(&buf, 1 << 20) {
+            if kind == dimse::pdata::P_DATA {
+                let item = dimse::pdata::items(&buf[..total]).next().unwrap().unwrap();
+                let cmd = dimse::Command::decode(item.data).unwrap();
+                return cmd.status.unwrap();
+            }
+            buf.drain(..total);
+            continue;
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "association closed before the C-ECHO-RSP");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_reload_routes_new_associations_while_open_ones_keep_their_backend() {
+    if !have_dcmtk() {
+        return;
+    }
+    let tmp = TempDir::new("dicom-reload");
+    let (da, db) = (tmp.join("a"), tmp.join("b"));
+    fs::create_dir_all(&da).unwrap();
+    fs::create_dir_all(&db).unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = Peer::spawn(
+        "storescp",
+        &["-v", "--fork", "--aetitle", "STORESCP", "--output-directory", da.to_str().unwrap(), &pa.to_string()],
+        tmp.join("a.log"),
+    );
+    a.wait_listening(pa);
+    let (_b, pb2) = storescp(&tmp, &db);
+    let _ = pb;
+    let hport = free_port();
+    let h = two_backends(hport, pa, pb2, "", "", None);
+    // an association opened before the reload, to pacs_a
+    let mut held = hold_association(hport, "HOLDER");
+    thread::sleep(Duration::from_millis(100));
+    // the new generation sends everyone to pacs_b
+    let cfg = fs::read_to_string(&h.config).unwrap();
+    fs::write(
+        &h.config,
+        cfg.replace(
+            r#"options = { ae_title = "HARMONY" }"#,
+            r#"options = { ae_title = "HARMONY", calling_ae_routes = { TESTSCU = "pacs_b", HOLDER = "pacs_b" } }"#,
+        ),
+    )
+    .unwrap();
+    common::signal(h.pid(), "HUP");
+    let log = wait_log(&h, "generation 2");
+    assert!(log.contains("generation 2"), "{log}");
+    let (s, o) = store_one(&tmp, "TESTSCU", hport, "after");
+    assert!(s.success(), "{o}\n{}", h.stderr());
+    wait_files(&db, 1);
+    assert_eq!(count_files(&da), 0);
+    // the old association still reaches pacs_a
+    assert_eq!(raw_echo(&mut held, 7), 0x0000);
+    assert!(a.output().contains("Received Echo Request"), "{}", a.output());
 }
