@@ -77,9 +77,10 @@ impl Dataset {
         };
         let ts = transfer_syntax(&self.ts)?;
         let mut out = Vec::with_capacity(self.raw.len() + 256);
-        catch_unwind(AssertUnwindSafe(|| obj.write_dataset_with_ts(&mut out, ts)))
-            .map_err(|_| "encoding the data set failed (internal error)".to_string())?
-            .map_err(|e| format!("encoding the data set failed: {e}"))?;
+        catch_unwind(AssertUnwindSafe(|| {
+            obj.write_dataset_with_ts(&mut out, ts).map_err(|e| format!("encoding the data set failed: {e}"))
+        }))
+        .map_err(|_| "encoding the data set failed (internal error)".to_string())??;
         Ok(out)
     }
 
@@ -210,7 +211,7 @@ pub(crate) fn vr_for(obj: &InMemDicomObject, tag: Tag, explicit: Option<&str>) -
     if tag.0 % 2 == 1 && (0x0010..=0x00FF).contains(&tag.1) {
         return Ok(VR::LO); // private creator
     }
-    if tag.0 % 2 == 0 {
+    if tag.0.is_multiple_of(2) {
         if let Some(entry) = StandardDataDictionary.by_tag(tag) {
             return Ok(entry.vr().relaxed());
         }
@@ -242,5 +243,12 @@ mod tests {
                 let _ = d.into_bytes();
             }
         }
+    }
+
+    #[test]
+    fn deflated_data_sets_are_an_error() {
+        let mut d = Dataset::new(vec![0x10, 0, 0x10, 0, b'P', b'N', 2, 0, b'A', b' '], "1.2.840.10008.1.2.1.99");
+        let e = d.object().err().expect("deflate is not readable here");
+        assert!(e.contains("transfer syntax"), "{e}");
     }
 }

@@ -366,6 +366,13 @@ fn item_from(lua: &Lua, value: &Value) -> mlua::Result<InMemDicomObject> {
 }
 
 fn build_element(lua: &Lua, tag: Tag, vr: VR, value: &Value) -> mlua::Result<InMemElement> {
+    // "" is an empty value of any VR (a C-FIND return key, a type 2 attribute)
+    if matches!(value, Value::String(s) if s.as_bytes().is_empty()) {
+        return Ok(match vr {
+            VR::SQ => DataElement::new(tag, vr, DataSetSequence::new(C::<InMemDicomObject>::new(), Length::UNDEFINED)),
+            _ => DataElement::new(tag, vr, PrimitiveValue::Empty),
+        });
+    }
     if vr != VR::SQ {
         let p = primitive(vr, value).map_err(|e| bad(format!("{}: {}", tag_str(tag), clean(&e))))?;
         return Ok(DataElement::new(tag, vr, p));

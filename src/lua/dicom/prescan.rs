@@ -54,10 +54,8 @@ pub(crate) fn check_lengths(b: &[u8], explicit: bool, big_endian: bool) -> Resul
                     pos += len as usize;
                 }
                 0xE000 if len != UNDEFINED => left(pos, len)?,
-                0xE0DD => {
-                    if stack.last().is_some_and(|f| f.end.is_none()) {
-                        stack.pop();
-                    }
+                0xE0DD if stack.last().is_some_and(|f| f.end.is_none()) => {
+                    stack.pop();
                 }
                 _ => {}
             }
@@ -95,7 +93,7 @@ pub(crate) fn check_lengths(b: &[u8], explicit: bool, big_endian: bool) -> Resul
         pos += header;
         let is_sq = vr == Some(VR::SQ)
             || (!explicit
-                && tag.0 % 2 == 0
+                && tag.0.is_multiple_of(2)
                 && StandardDataDictionary.by_tag(tag).is_some_and(|e| e.vr().exact() == Some(VR::SQ)));
         if len == UNDEFINED {
             let frame = if tag == Tag(0x7FE0, 0x0010) && !is_sq {

@@ -27,7 +27,7 @@ const MAX_HELD: usize = 256 << 20;
 /// DIMSE status "Processing failure" (PS3.7 C.4), for a failing script.
 const PROCESSING_FAILURE: u16 = 0x0110;
 /// DIMSE status "Refused: Out of Resources".
-const OUT_OF_RESOURCES: u16 = 0xA700;
+pub(super) const OUT_OF_RESOURCES: u16 = 0xA700;
 
 /// A message held for a stage until its data set is complete.
 pub(super) struct Held {
@@ -114,7 +114,7 @@ impl Worker {
                 DicomOutcome::Failed { error_id } => {
                     return Err((
                         RejectReason::NoReason,
-                        format!("Lua on_associate failed ({}), error_id={error_id}", gen.middleware[mw].0),
+                        format!("error_id={error_id} Lua on_associate failed ({})", gen.middleware[mw].0),
                     ));
                 }
                 DicomOutcome::Refuse(_) | DicomOutcome::NeedDataset(_) => {
@@ -242,7 +242,7 @@ impl Worker {
                     return Ok(self.refuse(d, up, context_id, held, status, &why, complete));
                 }
                 DicomOutcome::Failed { error_id } => {
-                    let why = format!("Lua on_dimse failed ({}), error_id={error_id}", d.gen.middleware[mw].0);
+                    let why = format!("error_id={error_id} Lua on_dimse failed ({})", d.gen.middleware[mw].0);
                     return Ok(self.refuse(d, up, context_id, held, PROCESSING_FAILURE, &why, complete));
                 }
                 DicomOutcome::Reject(_) => {

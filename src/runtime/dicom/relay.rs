@@ -375,7 +375,7 @@ impl Worker {
                 Mode::Hold(held) => {
                     if let Err(e) = held.push(item.data) {
                         // too large for a stage: refuse the message
-                        let rsp = held.refusal(0xA700);
+                        let rsp = held.refusal(super::hooks::OUT_OF_RESOURCES);
                         log::warn!("dicom {} assoc={}: {e}", d.peer, d.id);
                         c.mode = Mode::Drop { reply: rsp };
                         if item.last {

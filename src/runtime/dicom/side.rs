@@ -2,7 +2,8 @@
 //! and the bytes waiting to be written to it.
 
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::net::Shutdown;
 
 /// Compact the output buffer once this much has been written from it.
@@ -46,21 +47,27 @@ impl Side {
         self.out.len() - self.pos
     }
 
-    /// Read into `into` until WouldBlock, EOF, or `into` holds `limit` bytes.
-    /// Returns the number of bytes read.
+    /// Read into `into` until WouldBlock, EOF, a short read, or `into` holds
+    /// `limit` bytes. Returns the number of bytes read.
+    ///
+    /// Bytes go straight into `into`'s spare capacity (no bounce buffer). A
+    /// read that returns less than asked drained the socket at that moment;
+    /// with edge-triggered readiness any later data raises a new event, so
+    /// we stop there instead of paying for a read that returns EAGAIN.
     pub fn fill(&mut self, into: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
         let mut total = 0;
-        let mut chunk = [0u8; CHUNK];
         while self.rd && !self.eof && into.len() < limit {
             let want = CHUNK.min(limit - into.len());
-            match self.sock.read(&mut chunk[..want]) {
+            match read_into(&self.sock, into, want) {
                 Ok(0) => {
                     self.eof = true;
                     self.rd = false;
                 }
                 Ok(n) => {
-                    into.extend_from_slice(&chunk[..n]);
                     total += n;
+                    if n < want {
+                        self.rd = false;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.rd = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -101,4 +108,21 @@ impl Side {
             let _ = self.sock.shutdown(Shutdown::Write);
         }
     }
+}
+
+/// One `read(2)` of up to `want` bytes appended to `into`.
+fn read_into(sock: &TcpStream, into: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    into.reserve(want);
+    let spare = into.spare_capacity_mut();
+    let len = want.min(spare.len());
+    // SAFETY: the kernel writes at most `len` bytes into the spare capacity,
+    // which is allocated and not aliased; we then count only what it wrote.
+    let n = unsafe { libc::read(sock.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: `n <= len` bytes past the old length were just initialised.
+    unsafe { into.set_len(into.len() + n) };
+    Ok(n)
 }
