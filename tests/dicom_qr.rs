@@ -11,8 +11,8 @@
 mod common;
 
 use common::dicom::{
-    dataset_dumps, datasets_by_sop_uid, dump_value, files_in, group_members, harmony_dicom, have_tools, storescp,
-    storescu, wait_files, Instance, Peer, UID_ROOT,
+    dataset_dumps, datasets_by_sop_uid, dcmqrscp, dump_value, files_in, group_members, harmony_dicom, have_tools,
+    seed_archive, seed_study_uid, storescp, storescu, wait_files, Instance, Peer, UID_ROOT,
 };
 use common::{free_port, Harmony, TempDir};
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,43 +24,8 @@ fn have_qr_tools() -> bool {
     have_tools(&["dcmqrscp", "storescu", "storescp", "findscu", "getscu", "movescu", "dcmdump", "dump2dcm"])
 }
 
-/// The seeded archive: 3 patients, 4 studies, 7 series, 11 instances; the
-/// pixel data (up to 40 KB) spans several PDUs at dcmqrscp's 16 KB max PDU.
-fn seed_instances() -> Vec<Instance> {
-    // (patient name, patient id, study no, date, [(series no, modality, instances)])
-    let layout: &[(&str, &str, u32, &str, &[(u32, &str, u32)])] = &[
-        ("Doe^John", "PID-1", 1, "20240101", &[(1, "CT", 2), (2, "CT", 1)]),
-        ("Doe^John", "PID-1", 2, "20240202", &[(1, "MR", 2)]),
-        ("Doe^Jane", "PID-2", 3, "20240303", &[(1, "OT", 3), (2, "OT", 1)]),
-        ("Smith^Ann", "PID-3", 4, "20240404", &[(1, "US", 1), (2, "US", 1)]),
-    ];
-    let mut out = Vec::new();
-    for (name, pid, study, date, series) in layout {
-        let study_uid = format!("{UID_ROOT}.50.{study}");
-        for (series_no, modality, count) in series.iter() {
-            let series_uid = format!("{study_uid}.{series_no}");
-            for i in 1..=*count {
-                out.push(Instance {
-                    patient_name: name.to_string(),
-                    patient_id: pid.to_string(),
-                    study_uid: study_uid.clone(),
-                    study_date: date.to_string(),
-                    study_id: study.to_string(),
-                    series_uid: series_uid.clone(),
-                    series_number: *series_no,
-                    modality: modality.to_string(),
-                    sop_uid: format!("{series_uid}.{i}"),
-                    instance_number: i,
-                    pixel_bytes: 1000 * (*study as usize * 10 + i as usize) % 40_000 + 2,
-                });
-            }
-        }
-    }
-    out
-}
-
 fn study_uid(n: u32) -> String {
-    format!("{UID_ROOT}.50.{n}")
+    seed_study_uid(n)
 }
 
 /// A running dcmqrscp (AE `QR_SCP`) with harmony in front of it (called AE
@@ -80,45 +45,18 @@ struct Qr {
 impl Qr {
     fn start(tag: &str, seed: bool) -> Qr {
         let tmp = TempDir::new(tag);
-        let db = tmp.join("db");
-        fs::create_dir_all(&db).unwrap();
-        let port = free_port();
         let move_ports = [free_port(), free_port()];
-        let cfg = format!(
-            "NetworkTCPPort  = {port}\nMaxPDUSize      = 16384\nMaxAssociations = 16\n\n\
-             HostTable BEGIN\n\
-             movedirect = (MOVEDIRECT, 127.0.0.1, {})\n\
-             moveharmony = (MOVEHARMONY, 127.0.0.1, {})\n\
-             HostTable END\n\n\
-             VendorTable BEGIN\nVendorTable END\n\n\
-             AETable BEGIN\nQR_SCP {} RW (100, 1024mb) ANY\nAETable END\n",
-            move_ports[0],
-            move_ports[1],
-            db.display()
+        let (qr, port) = dcmqrscp(
+            &tmp,
+            &[("movedirect", "MOVEDIRECT", move_ports[0]), ("moveharmony", "MOVEHARMONY", move_ports[1])],
         );
-        let cfg_path = tmp.write("dcmqrscp.cfg", cfg.as_bytes());
-        let mut qr = Peer::spawn("dcmqrscp", &["-c", cfg_path.to_str().unwrap()], tmp.join("dcmqrscp.log"));
-        qr.wait_listening(port);
         let hport = free_port();
         let h = harmony_dicom(hport, "QR_SCP", port, "", "");
         let mut qr = Qr { h, hport, qr, port, move_ports, seeded: Vec::new(), tmp };
         if seed {
-            qr.seed();
+            qr.seeded = seed_archive(&qr.tmp, "QR_SCP", qr.port);
         }
         qr
-    }
-
-    /// Store the seed instances into dcmqrscp directly (one association).
-    fn seed(&mut self) {
-        let src = self.tmp.join("seed");
-        fs::create_dir_all(&src).unwrap();
-        for (i, inst) in seed_instances().into_iter().enumerate() {
-            let f = inst.write(&src, &format!("seed{i:02}"));
-            self.seeded.push((inst, f));
-        }
-        let files: Vec<PathBuf> = self.seeded.iter().map(|(_, f)| f.clone()).collect();
-        let (status, out) = storescu(&self.tmp, "QR_SCP", self.port, &files, "seed.log");
-        assert!(status.success(), "seeding dcmqrscp failed: {out}\ndcmqrscp: {}", self.qr.output());
     }
 
     /// (called AE, port) of the two routes.

@@ -175,14 +175,130 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
 
 /// storescp (AE `STORESCP`) on a free port, writing into `dir`; waits until it listens.
 pub fn storescp(tmp: &TempDir, dir: &Path) -> (Peer, u16) {
+    storescp_as(tmp, dir, "STORESCP")
+}
+
+/// storescp with AE title `aet` on a free port, writing into `dir`.
+pub fn storescp_as(tmp: &TempDir, dir: &Path, aet: &str) -> (Peer, u16) {
     let port = super::free_port();
     let mut p = Peer::spawn(
         "storescp",
-        &["--aetitle", "STORESCP", "--output-directory", dir.to_str().unwrap(), &port.to_string()],
+        &["--aetitle", aet, "--output-directory", dir.to_str().unwrap(), &port.to_string()],
         tmp.join(&format!("storescp-{port}.log")),
     );
     p.wait_listening(port);
     (p, port)
+}
+
+/// `dcmqrscp` (AE `QR_SCP`, 16 KB max PDU) on a free port, serving
+/// `tmp/db`, in its default forking mode (`-s` is broken in DCMTK 3.6.7).
+/// `hosts` are its HostTable entries `(name, AE title, port)` on 127.0.0.1:
+/// the only C-MOVE destinations it knows. Waits until it listens.
+pub fn dcmqrscp(tmp: &TempDir, hosts: &[(&str, &str, u16)]) -> (Peer, u16) {
+    let db = tmp.join("db");
+    fs::create_dir_all(&db).unwrap();
+    let port = super::free_port();
+    let table: String = hosts.iter().map(|(n, ae, p)| format!("{n} = ({ae}, 127.0.0.1, {p})\n")).collect();
+    let cfg = format!(
+        "NetworkTCPPort  = {port}\nMaxPDUSize      = 16384\nMaxAssociations = 16\n\n\
+         HostTable BEGIN\n{table}HostTable END\n\n\
+         VendorTable BEGIN\nVendorTable END\n\n\
+         AETable BEGIN\nQR_SCP {} RW (100, 1024mb) ANY\nAETable END\n",
+        db.display()
+    );
+    let cfg_path = tmp.write("dcmqrscp.cfg", cfg.as_bytes());
+    let mut qr = Peer::spawn("dcmqrscp", &["-c", cfg_path.to_str().unwrap()], tmp.join("dcmqrscp.log"));
+    qr.wait_listening(port);
+    (qr, port)
+}
+
+/// The Q/R test archive: 3 patients, 4 studies, 7 series, 11 instances; the
+/// pixel data (up to 40 KB) spans several PDUs at dcmqrscp's 16 KB max PDU.
+pub fn seed_instances() -> Vec<Instance> {
+    // (patient name, patient id, study no, date, [(series no, modality, instances)])
+    let layout: &[(&str, &str, u32, &str, &[(u32, &str, u32)])] = &[
+        ("Doe^John", "PID-1", 1, "20240101", &[(1, "CT", 2), (2, "CT", 1)]),
+        ("Doe^John", "PID-1", 2, "20240202", &[(1, "MR", 2)]),
+        ("Doe^Jane", "PID-2", 3, "20240303", &[(1, "OT", 3), (2, "OT", 1)]),
+        ("Smith^Ann", "PID-3", 4, "20240404", &[(1, "US", 1), (2, "US", 1)]),
+    ];
+    let mut out = Vec::new();
+    for (name, pid, study, date, series) in layout {
+        let study_uid = seed_study_uid(*study);
+        for (series_no, modality, count) in series.iter() {
+            let series_uid = format!("{study_uid}.{series_no}");
+            for i in 1..=*count {
+                out.push(Instance {
+                    patient_name: name.to_string(),
+                    patient_id: pid.to_string(),
+                    study_uid: study_uid.clone(),
+                    study_date: date.to_string(),
+                    study_id: study.to_string(),
+                    series_uid: series_uid.clone(),
+                    series_number: *series_no,
+                    modality: modality.to_string(),
+                    sop_uid: format!("{series_uid}.{i}"),
+                    instance_number: i,
+                    pixel_bytes: 1000 * (*study as usize * 10 + i as usize) % 40_000 + 2,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The StudyInstanceUID of seeded study `n` (1-4).
+pub fn seed_study_uid(n: u32) -> String {
+    format!("{UID_ROOT}.50.{n}")
+}
+
+/// Write the seed instances into `dir` and store them into the SCP `aet`
+/// at `port` directly (one association): (instance, file) pairs.
+pub fn seed_archive(tmp: &TempDir, aet: &str, port: u16) -> Vec<(Instance, PathBuf)> {
+    let src = tmp.join("seed");
+    fs::create_dir_all(&src).unwrap();
+    let seeded: Vec<(Instance, PathBuf)> = seed_instances()
+        .into_iter()
+        .enumerate()
+        .map(|(i, inst)| {
+            let f = inst.write(&src, &format!("seed{i:02}"));
+            (inst, f)
+        })
+        .collect();
+    let files: Vec<PathBuf> = seeded.iter().map(|(_, f)| f.clone()).collect();
+    let (status, out) = storescu(tmp, aet, port, &files, "seed.log");
+    assert!(status.success(), "seeding {aet} failed: {out}");
+    seeded
+}
+
+/// Harmony from a config `body` (networks, pipelines, middleware, ...) after
+/// a `[proxy]` section whose `scripts_path` is a `scripts/` dir next to the
+/// config, holding `scripts` (name, source). Waits until `port` listens.
+pub fn harmony_with_scripts(tag: &str, port: u16, scripts: &[(&str, &str)], body: &str) -> Harmony {
+    let toml =
+        format!("[proxy]\nid = \"{tag}\"\nlog_level = \"info\"\nwatch = false\nscripts_path = \"scripts\"\n\n{body}");
+    let (dir, cfg) = super::config_dir(tag, &toml);
+    fs::create_dir_all(dir.join("scripts")).unwrap();
+    for (name, src) in scripts {
+        dir.write(&format!("scripts/{name}"), src.as_bytes());
+    }
+    let mut h = Harmony::spawn(&cfg, &dir.path, port);
+    h._dir = Some(dir);
+    h.wait_ready();
+    h
+}
+
+/// The source of a shipped script under the repository's `scripts/`
+/// (None, with a message, if it is not there).
+pub fn shipped_script(rel: &str) -> Option<String> {
+    let p = super::lua::shipped_scripts().join(rel);
+    match fs::read_to_string(&p) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            eprintln!("skipping: {} is not in this checkout", p.display());
+            None
+        }
+    }
 }
 
 /// Harmony with one DICOM network on `hport`: called AE "HARMONY" → the SCP

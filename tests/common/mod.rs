@@ -7,6 +7,7 @@
 pub mod dicom;
 pub mod lua;
 pub mod origin;
+pub mod orthanc;
 
 use std::collections::HashSet;
 use std::fs;
