@@ -269,9 +269,9 @@ fn on_dimse_runs_on_the_move_delivery_association() {
         let rest: String = got.lines().filter(|l| !l.starts_with("(0008,0080)")).map(|l| format!("{l}\n")).collect();
         assert_eq!(&rest, orig, "{uid}: apart from InstitutionName the data set changed");
     }
-    // note: the script sees the destination after the proxy rewrote it
-    // (the endpoint's AE title), not the client's "VIEWER"
-    common::lua::log_line(&s.h, "on_dimse saw C-MOVE-RQ destination=HARMONY");
+    // the script sees the client's destination: the proxy rewrites it to
+    // itself only after the scripts ran
+    common::lua::log_line(&s.h, "on_dimse saw C-MOVE-RQ destination=VIEWER");
 }
 
 const ALIAS: &str = r#"
@@ -289,7 +289,6 @@ return {
 /// proxied destination ("ALIAS" → "VIEWER") sends "VIEWER" to dcmqrscp
 /// unchanged, which answers A801 (Move Destination Unknown).
 #[test]
-#[ignore = "reproducer: a move destination set by on_dimse is not proxied (proxy_move runs before the scripts)"]
 fn a_move_destination_set_by_a_script_is_proxied() {
     if !have_move_tools() {
         return;
