@@ -552,6 +552,9 @@ impl Worker {
 }
 
 fn log_message(peer: &SocketAddr, id: &str, o: &Outstanding, status: Option<u16>, now: Instant, note: &str) {
+    if !log::log_enabled!(target: "access", log::Level::Info) {
+        return;
+    }
     let status = status.map_or("none".to_string(), |s| format!("{s:#06x}"));
     log::info!(
         target: "access",
