@@ -276,7 +276,7 @@ pub struct DicomBackend {
     /// `options.timeout_ms` (connect + association answer), or proxy.upstream_timeout_ms.
     pub timeout_ms: u64,
     /// `options.dimse_timeout_ms`: time the backend has to answer a DIMSE
-    /// request; pending responses restart it (default 120 s).
+    /// request; any traffic on the association (e.g. a pending response) restarts it (default 120 s).
     pub dimse_timeout_ms: u64,
 }
 

@@ -24,7 +24,7 @@ pub struct DicomTarget {
     pub local_aet: Option<String>,
     /// Connect + association answer timeout.
     pub timeout: Duration,
-    /// Time to answer a DIMSE request (pending responses restart it).
+    /// Time to answer a DIMSE request (any traffic on the association, e.g. a pending response, restarts it).
     pub dimse_timeout: Duration,
 }
 
