@@ -204,8 +204,10 @@ impl LuaHost {
         }
         let object = |wrap: &Function| -> mlua::Result<MsgObject> {
             let slot: Slot = Rc::new(RefCell::new(None));
-            let (ud, hdr) = slot_userdata(&lua, &slot)?;
-            Ok(MsgObject { slot, proxy: wrap.call((ud, hdr))? })
+            let (ud, slow_hdr) = slot_userdata(&lua, &slot)?;
+            let slow_get: Function = mlua::ObjectLike::get(&ud, "get")?;
+            let (hdr, get) = super::fast::fast_objects(&lua, &slot, &slow_hdr, &slow_get)?;
+            Ok(MsgObject { slot, proxy: wrap.call((ud, hdr, get))? })
         };
         let wrap: Function = lua.named_registry_value("harmony.wrap").map_err(fail)?;
         let req = object(&wrap).map_err(fail)?;
@@ -416,12 +418,7 @@ impl LuaHost {
     }
 
     /// Sort out how a resume ended; `call` makes the `Call` of a hook that waits.
-    fn finish(
-        &self,
-        thread: Thread,
-        r: mlua::Result<(Value, Value)>,
-        call: impl FnOnce(Thread) -> Call,
-    ) -> Ended {
+    fn finish(&self, thread: Thread, r: mlua::Result<(Value, Value)>, call: impl FnOnce(Thread) -> Call) -> Ended {
         // finished: what xpcall returned (ok, first value); suspended: what it yielded
         let (first, second) = match r {
             Ok(v) => v,

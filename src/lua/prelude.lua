@@ -18,7 +18,9 @@ end
 
 -- One object per message kind and state; `ud` and `hdr` are upvalues, so
 -- `req.headers` and `req.method` cost no table lookups beyond the metatable.
-local function wrap(ud, hdr)
+-- `hdr` and `get` are the host's fast C versions of the userdata's headers
+-- and `ud.get` (see fast.rs).
+local function wrap(ud, hdr, get)
   local methods = {
     json = function(_)
       local b = body_of(ud)
@@ -30,7 +32,7 @@ local function wrap(ud, hdr)
       ud:default_content_type("application/json")
     end,
   }
-  local get = ud.get
+  get = get or ud.get
   return setmetatable({}, {
     __index = function(_, k)
       if k == "headers" then return hdr end
