@@ -12,7 +12,7 @@ use crate::pipeline::LocalResponse;
 use http1::{is_valid_field_name, is_valid_field_value, Headers};
 use mlua::chunk::ChunkMode;
 use mlua::thread::ThreadStatus;
-use mlua::{Function, Lua, LuaSerdeExt, MultiValue, Table, Thread, Value};
+use mlua::{Function, Lua, LuaSerdeExt, Table, Thread, Value};
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -92,8 +92,8 @@ pub(super) struct Call {
 
 /// How a hook coroutine stopped.
 pub(super) enum Ended {
-    /// The hook returned these values.
-    Returned(MultiValue),
+    /// The hook returned: its first result (nil when none).
+    Returned(Value),
     /// The hook raised this error value (a traceback or a sentinel).
     Raised(Value),
     /// The hook waits for a body or data set.
@@ -204,8 +204,10 @@ impl LuaHost {
         }
         let object = |wrap: &Function| -> mlua::Result<MsgObject> {
             let slot: Slot = Rc::new(RefCell::new(None));
-            let (ud, hdr) = slot_userdata(&lua, &slot)?;
-            Ok(MsgObject { slot, proxy: wrap.call((ud, hdr))? })
+            let (ud, slow_hdr) = slot_userdata(&lua, &slot)?;
+            let slow_get: Function = mlua::ObjectLike::get(&ud, "get")?;
+            let (hdr, get) = super::fast::fast_objects(&lua, &slot, &slow_hdr, &slow_get)?;
+            Ok(MsgObject { slot, proxy: wrap.call((ud, hdr, get))? })
         };
         let wrap: Function = lua.named_registry_value("harmony.wrap").map_err(fail)?;
         let req = object(&wrap).map_err(fail)?;
@@ -374,7 +376,7 @@ impl LuaHost {
         request_id: &str,
         arg: Value,
     ) -> Option<Ended> {
-        let f = self.stage(mw)?.hooks[hook as usize].clone()?;
+        let f = self.stage(mw)?.hooks[hook as usize].as_ref()?;
         let thread = match self.thread() {
             Ok(t) => t,
             Err(e) => return Some(Ended::Broken(e.to_string())),
@@ -382,11 +384,11 @@ impl LuaHost {
         *self.ctx_slot.borrow_mut() = Some(ctx.clone());
         self.budget.reset();
         self.mode.set(mode);
-        let r = thread.resume::<MultiValue>((f, arg, self.ctx_ud.clone()));
+        let r = thread.resume::<(Value, Value)>((f, arg, &self.ctx_ud));
         self.mode.set(Mode::Idle);
         *self.ctx_slot.borrow_mut() = None;
-        let call = Call { thread, mw, ctx: ctx.clone(), request_id: request_id.to_string() };
-        Some(self.finish(call, r))
+        // the `Call` (and its copy of the request id) is only made for a call that waits
+        Some(self.finish(thread, r, |thread| Call { thread, mw, ctx: ctx.clone(), request_id: request_id.to_string() }))
     }
 
     /// Resume a call that waited, with a fresh budget.
@@ -394,10 +396,11 @@ impl LuaHost {
         *self.ctx_slot.borrow_mut() = Some(call.ctx.clone());
         self.budget.reset();
         self.mode.set(mode);
-        let r = call.thread.resume::<MultiValue>(());
+        let r = call.thread.resume::<(Value, Value)>(());
         self.mode.set(Mode::Idle);
         *self.ctx_slot.borrow_mut() = None;
-        self.finish(call, r)
+        let Call { thread, mw, ctx, request_id } = call;
+        self.finish(thread, r, move |thread| Call { thread, mw, ctx, request_id })
     }
 
     fn thread(&self) -> mlua::Result<Thread> {
@@ -414,24 +417,25 @@ impl LuaHost {
         }
     }
 
-    fn finish(&self, call: Call, r: mlua::Result<MultiValue>) -> Ended {
-        let values = match r {
+    /// Sort out how a resume ended; `call` makes the `Call` of a hook that waits.
+    fn finish(&self, thread: Thread, r: mlua::Result<(Value, Value)>, call: impl FnOnce(Thread) -> Call) -> Ended {
+        // finished: what xpcall returned (ok, first value); suspended: what it yielded
+        let (first, second) = match r {
             Ok(v) => v,
             Err(e) => return Ended::Broken(e.to_string()),
         };
-        if call.thread.status() == ThreadStatus::Resumable {
-            if values.front().is_some_and(|v| v.equals(&self.prelude.need_body).unwrap_or(false)) {
-                return Ended::Waiting(call);
+        if thread.status() == ThreadStatus::Resumable {
+            if first.equals(&self.prelude.need_body).unwrap_or(false) {
+                return Ended::Waiting(call(thread));
             }
             // a script yielded on its own: not supported at the top level
             return Ended::Broken("coroutine.yield() outside a coroutine of the script's own".into());
         }
-        self.recycle(call.thread);
-        let mut values = values.into_iter();
-        if matches!(values.next(), Some(Value::Boolean(true))) {
-            Ended::Returned(values.collect())
+        self.recycle(thread);
+        if matches!(first, Value::Boolean(true)) {
+            Ended::Returned(second)
         } else {
-            Ended::Raised(values.next().unwrap_or(Value::Nil))
+            Ended::Raised(second)
         }
     }
 

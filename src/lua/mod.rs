@@ -6,6 +6,7 @@ mod api;
 mod cache;
 mod ctx;
 mod dicom;
+mod fast;
 mod json;
 
 pub use cache::Cache;

@@ -16,10 +16,16 @@ local function body_of(ud)
   return b
 end
 
--- One object per message kind and state; `ud` and `hdr` are upvalues, so
--- `req.headers` and `req.method` cost no table lookups beyond the metatable.
-local function wrap(ud, hdr)
-  local methods = {
+-- One object per message kind and state; `ud` and `hdr` are upvalues.
+-- `hdr` and `get` are the host's fast C versions of the userdata's headers
+-- and `ud.get` (see fast.rs). `headers` and the methods sit in the
+-- `__index` table, so reading them calls no function; other keys fall
+-- through to its own `__index` function. The proxy itself stays empty, so
+-- every assignment reaches `__newindex`.
+local function wrap(ud, hdr, get)
+  get = get or ud.get
+  local fields = {
+    headers = hdr,
     json = function(_)
       local b = body_of(ud)
       if b == "" then return nil end
@@ -30,15 +36,14 @@ local function wrap(ud, hdr)
       ud:default_content_type("application/json")
     end,
   }
-  local get = ud.get
-  return setmetatable({}, {
+  setmetatable(fields, {
     __index = function(_, k)
-      if k == "headers" then return hdr end
       if k == "body" then return body_of(ud) end
-      local m = methods[k]
-      if m then return m end
       return get(ud, k)
     end,
+  })
+  return setmetatable({}, {
+    __index = fields,
     __newindex = function(_, k, v) ud:set(k, v) end,
     __metatable = false,
   })

@@ -210,3 +210,194 @@ fn pcall_cannot_outlive_the_budget() {
     assert!(matches!(h.call(0, Hook::Request, &msg, &ctx, "rid"), Outcome::Failed { .. }));
     assert_eq!(h.budget_kills(), 1);
 }
+
+/// Run `on_request` of `script` on a fresh request; the request afterwards
+/// and the error text when the hook failed.
+fn run_request(name: &str, script: &str, prep: impl FnOnce(&mut MessageState)) -> (MessageState, Option<String>) {
+    let h = host(name, script, false);
+    let msg = request(Body::Loaded(Vec::new()));
+    prep(&mut msg.borrow_mut());
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    let out = h.call(0, Hook::Request, &msg, &ctx, "rid");
+    let err = match out {
+        Outcome::Failed { .. } => Some("failed".to_string()),
+        _ => None,
+    };
+    let s = Rc::try_unwrap(msg).expect("no other owner").into_inner();
+    (s, err)
+}
+
+// The fast C paths of fast.rs handle the plain cases; everything else must
+// behave as the mlua implementation did.
+#[test]
+fn header_access_fast_and_fallback_paths_agree() {
+    let (s, err) = run_request(
+        "hdrs",
+        r#"return { on_request = function(req)
+          local h = req.headers
+          assert(type(h) == "userdata", type(h))
+          assert(getmetatable(h) == false)
+          assert(h["x-in"] == "1" and h["X-IN"] == "1")
+          assert(h["absent"] == nil)
+          assert(h[1] == nil)
+          -- several fields read as one value
+          assert(h["x-multi"] == "a, b", tostring(h["x-multi"]))
+          -- non-string values and lists go to the slow path
+          h["x-num"] = 5
+          h["x-list"] = { "p", "q" }
+          h["x-bool"] = true
+          h["x-str"] = "s"
+          h["x-in"] = nil
+          local seen = {}
+          for k, v in pairs(h) do seen[#seen + 1] = k .. "=" .. v end
+          table.sort(seen)
+          h["x-seen"] = table.concat(seen, ";")
+          -- errors keep their words
+          local ok, e = pcall(function() h["bad name"] = "x" end)
+          assert(not ok and tostring(e):find("invalid header name 'bad name'"), tostring(e))
+          ok, e = pcall(function() h["Content-Length"] = "5" end)
+          assert(not ok and tostring(e):find("managed by the proxy"), tostring(e))
+          ok, e = pcall(function() h["x-str"] = "a\r\nb" end)
+          assert(not ok and tostring(e):find("CR, LF or NUL"), tostring(e))
+          ok, e = pcall(function() h["x-tab"] = {} end)
+          assert(ok, tostring(e))
+          ok, e = pcall(function() h["x-fn"] = print end)
+          assert(not ok and tostring(e):find("cannot use a function"), tostring(e))
+          assert(not pcall(rawset, h, "x", "y"))
+          -- method, path and the slow fields
+          assert(req.method == "POST" and req.path == "/api/x")
+          assert(req.status == nil and req.query.a == "1" and req.peer == "127.0.0.1:5")
+          -- the proxy stays empty: assigning `headers` still replaces them all
+          -- (and reading `headers` again gives the same object)
+          assert(rawget(req, "headers") == nil and req.headers == h)
+          req.headers = { ["x-all"] = "1", ["x-num"] = 5, ["x-list"] = { "p", "q" }, ["x-bool"] = true,
+                          ["x-seen"] = h["x-seen"] }
+          assert(h["x-all"] == "1" and req.headers["x-in"] == nil)
+          h["x-all"] = nil
+          assert(type(req.json) == "function" and req.nothing == nil)
+        end }"#,
+        |s| {
+            s.headers.append("X-Multi", b"a");
+            s.headers.append("x-multi", b"b");
+        },
+    );
+    assert_eq!(err, None);
+    assert_eq!(s.headers.get("x-num"), Some(&b"5"[..]));
+    assert_eq!(s.headers.get_all("x-list").collect::<Vec<_>>(), vec![&b"p"[..], &b"q"[..]]);
+    assert_eq!(s.headers.get("x-bool"), Some(&b"true"[..]));
+    // an invalid value is refused after the old fields are gone (as before)
+    assert!(!s.headers.contains("x-str"));
+    assert!(!s.headers.contains("x-in"));
+    assert!(!s.headers.contains("x-tab"));
+    assert_eq!(s.headers.get("x-seen"), Some(&b"x-bool=true;x-list=p, q;x-multi=a, b;x-num=5;x-str=s"[..]));
+}
+
+#[test]
+fn stashed_objects_fail_outside_their_call_on_the_fast_paths_too() {
+    // `req` points at no message while on_response runs
+    let h = host(
+        "stash",
+        r#"local saved
+        return {
+          on_request = function(req) saved = req end,
+          on_response = function(res)
+            local ok1, e1 = pcall(function() return saved.headers["x-in"] end)
+            local ok2, e2 = pcall(function() saved.headers["x-y"] = "1" end)
+            local ok3, e3 = pcall(function() return saved.method end)
+            res.headers["x-r"] = tostring(ok1) .. tostring(ok2) .. tostring(ok3)
+            assert(tostring(e1):find("only valid during the hook call"), tostring(e1))
+            assert(tostring(e2):find("only valid during the hook call"), tostring(e2))
+            assert(tostring(e3):find("only valid during the hook call"), tostring(e3))
+          end,
+        }"#,
+        false,
+    );
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    let req = request(Body::Loaded(Vec::new()));
+    assert!(matches!(h.call(0, Hook::Request, &req, &ctx, "rid"), Outcome::Continue));
+    let res = request(Body::Loaded(Vec::new()));
+    res.borrow_mut().is_request = false;
+    assert!(matches!(h.call(0, Hook::Response, &res, &ctx, "rid"), Outcome::Continue));
+    assert_eq!(res.borrow().headers.get("x-r"), Some(&b"falsefalsefalse"[..]));
+}
+
+#[test]
+fn response_status_and_headers_on_the_fast_paths() {
+    let h = host(
+        "res",
+        r#"return { on_response = function(res)
+          assert(res.status == 201, tostring(res.status))
+          assert(res.method == nil and res.path == nil)
+          res.headers["x-status"] = tostring(res.status)
+          res.headers["server"] = nil
+          res.status = 202
+        end }"#,
+        false,
+    );
+    let mut headers = Headers::new();
+    headers.append("Server", b"x");
+    let msg = Rc::new(RefCell::new(MessageState {
+        is_request: false,
+        method: String::new(),
+        path: String::new(),
+        query: None,
+        status: 201,
+        headers,
+        body: Body::Loaded(Vec::new()),
+        body_changed: false,
+        path_changed: false,
+        peer: None,
+    }));
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    for _ in 0..3 {
+        msg.borrow_mut().status = 201;
+        assert!(matches!(h.call(0, Hook::Response, &msg, &ctx, "rid"), Outcome::Continue));
+        let s = msg.borrow();
+        assert_eq!(s.status, 202);
+        assert_eq!(s.headers.get("x-status"), Some(&b"201"[..]));
+        assert!(!s.headers.contains("server"));
+    }
+}
+
+/// Pooled hook coroutines are reused after every way a call can end.
+#[test]
+fn coroutines_are_reused_after_errors_kills_and_waits() {
+    let h = host(
+        "reuse",
+        r#"return { on_request = function(req)
+          local mode = req.headers["x-mode"]
+          if mode == "error" then error("boom") end
+          if mode == "loop" then while true do pcall(function() while true do end end) end end
+          if mode == "body" then req.headers["x-len"] = tostring(#req.body) end
+          if mode == "yield" then coroutine.yield(1) end
+          if mode == "respond" then return harmony.respond(418) end
+          req.headers["x-ok"] = req.method
+        end }"#,
+        true,
+    );
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    let run = |mode: &str| {
+        let msg = request(Body::Pending);
+        msg.borrow_mut().headers.append("x-mode", mode.as_bytes());
+        let mut out = h.call(0, Hook::Request, &msg, &ctx, "rid");
+        if let Outcome::NeedBody(p) = out {
+            msg.borrow_mut().body = Body::Loaded(b"abc".to_vec());
+            out = h.resume(p);
+        }
+        (msg, out)
+    };
+    for _ in 0..20 {
+        for mode in ["error", "loop", "body", "yield", "respond", "plain"] {
+            let (msg, out) = run(mode);
+            let s = msg.borrow();
+            match mode {
+                "body" => assert_eq!(s.headers.get("x-len"), Some(&b"3"[..])),
+                "respond" => assert!(matches!(out, Outcome::Respond(ref r) if r.status == 418)),
+                "plain" => assert_eq!(s.headers.get("x-ok"), Some(&b"POST"[..])),
+                _ => assert!(matches!(out, Outcome::Continue)), // continue on error
+            }
+        }
+    }
+    assert_eq!(h.budget_kills(), 20);
+    assert_eq!(h.error_count(), 60);
+}

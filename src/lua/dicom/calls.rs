@@ -127,10 +127,10 @@ impl LuaHost {
         match (ended, msg) {
             (Ended::Waiting(call), Some(msg)) => DicomOutcome::NeedDataset(DicomPending { call, msg }),
             (Ended::Waiting(_), None) => self.dicom_failed(mw, id, "on_associate cannot wait"),
-            (Ended::Returned(values), Some(_)) => match values.front() {
-                Some(Value::Integer(0)) => DicomOutcome::Continue,
-                Some(Value::Integer(n)) if (1..=0xFFFF).contains(n) => DicomOutcome::Refuse(*n as u16),
-                Some(Value::Integer(n)) => {
+            (Ended::Returned(value), Some(_)) => match &value {
+                Value::Integer(0) => DicomOutcome::Continue,
+                Value::Integer(n) if (1..=0xFFFF).contains(n) => DicomOutcome::Refuse(*n as u16),
+                Value::Integer(n) => {
                     self.dicom_failed(mw, id, &format!("on_dimse returned {n}, not a DIMSE status (0..0xFFFF)"))
                 }
                 _ => DicomOutcome::Continue,
