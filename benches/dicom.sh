@@ -43,20 +43,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-
-case "${1:-}" in
-  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-  "") ;;
-  *) echo "dicom.sh: unknown argument: $1 (try -h)" >&2; exit 2 ;;
-esac
+BENCH=dicom.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+bench_args "$@"
 
 ROUNDS="${ROUNDS:-5}"
 FILES="${FILES:-200}"
 ECHOES="${ECHOES:-500}"
 STORE="${STORE:-ignore}"
-
-die() { echo "dicom.sh: $*" >&2; exit 1; }
-note() { echo "dicom.sh: $*" >&2; }
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $FILES =~ ^[0-9]+$ ]] && (( FILES >= 2 && FILES <= 10000 )) || die "FILES must be 2..10000"
@@ -68,70 +63,10 @@ done
 # DCMTK leaves Nagle on unless this is set: ~40 ms per small PDU otherwise.
 export TCP_NODELAY=1
 
-# ---------------------------------------------------------------- temp dir + cleanup
-WORK="$(mktemp -d /tmp/harmony-dicom-bench.XXXXXX)"
-SHM=""
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  if [[ -z "${KEEP:-}" ]]; then rm -rf "$WORK"; [[ -z $SHM ]] || rm -rf "$SHM"; else note "kept $WORK $SHM"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A loopback port nobody listens on, below the kernel's ephemeral range (so no
-# outgoing connection on this busy machine takes it before we bind it).
-USED_PORTS=" "
-PORT_HI=$(awk '{ print ($1 > 21000 ? $1 - 1 : 60000) }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 60000)
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % (PORT_HI - 20000)))
-    [[ $USED_PORTS == *" $p "* ]] && continue
-    port_open "$p" && continue
-    USED_PORTS+="$p "
-    echo "$p"; return
-  done
-}
-
-# wait_port PORT PID: up to 10 s for PORT to accept; fail if PID dies (also
-# just after: then PORT belonged to someone else and PID failed to bind it).
-wait_port() {
-  local i
-  for i in $(seq 200); do
-    if port_open "$1"; then sleep 0.1; kill -0 "$2" 2>/dev/null; return; fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
-
-# ---------------------------------------------------------------- build harmony
-HARMONY_BIN="$ROOT/target/release/harmony"
-HARMONY_OK=1
-if [[ -z "${SKIP_BUILD:-}" ]]; then
-  note "cargo build --release"
-  if ! cargo build --release --bin harmony >"$WORK/build.log" 2>&1; then
-    note "SKIP harmony: cargo build --release failed (last lines below)"
-    tail -n 15 "$WORK/build.log" >&2
-    HARMONY_OK=0
-  fi
-fi
-[[ -x $HARMONY_BIN ]] || { [[ $HARMONY_OK == 0 ]] || note "SKIP harmony: $HARMONY_BIN missing"; HARMONY_OK=0; }
-
-# ---------------------------------------------------------------- CPU pinning
-DCM_CPU=""; PROXY_CPU=""
-if [[ "${PIN:-1}" != 0 ]] && command -v taskset >/dev/null 2>&1 && (( $(nproc) >= 2 )); then
-  DCM_CPU="taskset -c 0"; PROXY_CPU="taskset -c 1"
-  note "pinning: DCMTK (storescu, echoscu, storescp) on CPU 0, harmony on CPU 1 (PIN=0 to turn off)"
-fi
+# ---------------------------------------------------------------- temp dir, harmony, pinning
+bench_workdir harmony-dicom-bench
+build_harmony
+pin_cpus "DCMTK (storescu, echoscu, storescp) on CPU 0, harmony on CPU 1"
 
 # ---------------------------------------------------------------- test files
 # FILES Secondary Capture images, 64x128 8-bit (8 KiB of pixel data, ~9 KB
@@ -176,8 +111,8 @@ if [[ $STORE == ignore ]]; then
   STORE_OPTS=(--ignore); STORE_DIR="$WORK/store"
 else
   [[ -d /dev/shm && -w /dev/shm ]] || die "STORE=tmpfs needs a writable /dev/shm"
-  SHM="$(mktemp -d /dev/shm/harmony-dicom-bench.XXXXXX)"
-  STORE_OPTS=(); STORE_DIR="$SHM"
+  STORE_DIR="$(mktemp -d /dev/shm/harmony-dicom-bench.XXXXXX)"
+  STORE_OPTS=(); CLEAN_DIRS+=("$STORE_DIR")
 fi
 mkdir -p "$STORE_DIR" "$WORK/check"
 
@@ -187,7 +122,7 @@ start_storescp() {
   local ae=$1 dir=$2 log=$3 try pid; shift 3
   for try in 1 2 3 4 5; do
     SCP_PORT=$(free_port)
-    $DCM_CPU storescp --aetitle "$ae" "$@" --output-directory "$dir" "$SCP_PORT" >"$log" 2>&1 &
+    $CLIENT_CPU storescp --aetitle "$ae" "$@" --output-directory "$dir" "$SCP_PORT" >"$log" 2>&1 &
     pid=$!; PIDS+=("$pid")
     if wait_port "$SCP_PORT" "$pid"; then return 0; fi
     kill -KILL "$pid" 2>/dev/null || true
@@ -214,16 +149,7 @@ EOF
 harmony_conf() {
   local dir="$WORK/$1" mw=""
   [[ -n ${3:-} ]] && mw="middleware = [\"$3\"]"
-  cat >"$dir/harmony.toml" <<EOF
-[proxy]
-id = "$1"
-workers = 1
-log_level = "warn"
-scripts_path = "scripts"
-watch = false
-
-[logging]
-access_log = false
+  { harmony_head "$1"; cat <<EOF
 
 [network.dicom.dicom]
 bind_address = "127.0.0.1"
@@ -257,14 +183,8 @@ options = { aet = "STORE", host = "127.0.0.1", port = $S_PORT, timeout_ms = 5000
 service = "dicom"
 options = { aet = "CHECK", host = "127.0.0.1", port = $C_PORT, timeout_ms = 5000 }
 EOF
-  if [[ -n ${3:-} ]]; then
-    cat >>"$dir/harmony.toml" <<EOF
-
-[middleware.$3]
-type = "lua"
-options = { script = "dimse.lua" }
-EOF
-  fi
+    [[ -z ${3:-} ]] || lua_middleware "$3" dimse.lua
+  } >"$dir/harmony.toml"
 }
 
 declare -A PID_OF PORT_OF AE_OF CHECK_PORT_OF
@@ -273,18 +193,16 @@ PORT_OF[direct]=$S_PORT; AE_OF[direct]=STORE
 CHECK_PORT_OF[direct]=$C_PORT
 
 start_harmony() {  # start_harmony NAME SKIP_LABEL [MIDDLEWARE]
-  local try port pid
+  local try port
   for try in 1 2 3 4 5; do
     port=$(free_port)
     harmony_conf "$1" "$port" "${3:-}"
-    $PROXY_CPU "$HARMONY_BIN" -c "$WORK/$1/harmony.toml" 2>"$WORK/$1/stderr" >/dev/null &
-    pid=$!; PIDS+=("$pid")
-    if wait_port "$port" "$pid"; then
-      PID_OF[$1]=$pid; PORT_OF[$1]=$port; AE_OF[$1]=HARMONY; CHECK_PORT_OF[$1]=$port
+    if spawn_harmony "$1" "$port"; then
+      PID_OF[$1]=$HARMONY_PID; PORT_OF[$1]=$port; AE_OF[$1]=HARMONY; CHECK_PORT_OF[$1]=$port
       TARGETS+=("$1")
       return 0
     fi
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL "$HARMONY_PID" 2>/dev/null || true
     grep -q 'Address already in use' "$WORK/$1/stderr" || break   # anything else will not go away
   done
   note "SKIP $2: harmony did not listen on 127.0.0.1:$port (config rejected?); its stderr:"
@@ -302,7 +220,7 @@ for t in "${TARGETS[@]}"; do
   rm -f "$WORK/check/"*
   want=ORIG; label=$t
   [[ $t == harmony_lua ]] && { want=BENCH; label=harmony_lua_dimse; }
-  if ! timeout 30 $DCM_CPU storescu -aet BENCHSCU -aec CHECK 127.0.0.1 "${CHECK_PORT_OF[$t]}" "${FILE_LIST[0]}" >"$WORK/check-$t.log" 2>&1; then
+  if ! timeout 30 $CLIENT_CPU storescu -aet BENCHSCU -aec CHECK 127.0.0.1 "${CHECK_PORT_OF[$t]}" "${FILE_LIST[0]}" >"$WORK/check-$t.log" 2>&1; then
     [[ $t == direct ]] && { cat "$WORK/check-$t.log" >&2; die "storescu to storescp failed"; }
     note "SKIP $label: the check store failed:"; tail -n 10 "$WORK/check-$t.log" >&2
     [[ -z ${PID_OF[$t]:-} ]] || tail -n 10 "$WORK/$t/stderr" >&2 || true
@@ -343,8 +261,6 @@ timed() {
   echo $((t1 - t0))
 }
 
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit } if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
 note "targets: ${TARGETS[*]}; $ROUNDS round(s) of $FILES files ($FILE_BYTES bytes each) and $ECHOES echoes; storescp ${STORE_OPTS[*]:-writing to $STORE_DIR}"
 FAILED=0
 declare -A DROPPED
@@ -352,10 +268,10 @@ for r in $(seq "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     [[ -z ${DROPPED[$t]:-} ]] || continue
     p=${PORT_OF[$t]} ae=${AE_OF[$t]}
-    s=$(timed store "$t" "$r" $DCM_CPU storescu -aet BENCHSCU -aec "$ae" 127.0.0.1 "$p" "${FILE_LIST[@]}")
-    s1=$(timed store1 "$t" "$r" $DCM_CPU storescu -aet BENCHSCU -aec "$ae" 127.0.0.1 "$p" "${FILE_LIST[0]}")
-    e=$(timed echo "$t" "$r" $DCM_CPU echoscu --repeat "$ECHOES" -aet BENCHSCU -aec "$ae" 127.0.0.1 "$p")
-    e1=$(timed echo1 "$t" "$r" $DCM_CPU echoscu -aet BENCHSCU -aec "$ae" 127.0.0.1 "$p")
+    s=$(timed store "$t" "$r" $CLIENT_CPU storescu -aet BENCHSCU -aec "$ae" 127.0.0.1 "$p" "${FILE_LIST[@]}")
+    s1=$(timed store1 "$t" "$r" $CLIENT_CPU storescu -aet BENCHSCU -aec "$ae" 127.0.0.1 "$p" "${FILE_LIST[0]}")
+    e=$(timed echo "$t" "$r" $CLIENT_CPU echoscu --repeat "$ECHOES" -aet BENCHSCU -aec "$ae" 127.0.0.1 "$p")
+    e1=$(timed echo1 "$t" "$r" $CLIENT_CPU echoscu -aet BENCHSCU -aec "$ae" 127.0.0.1 "$p")
     [[ $STORE == tmpfs ]] && rm -f "$STORE_DIR/"*
     if [[ -z $s || -z $s1 || -z $e || -z $e1 ]]; then
       if [[ $t == harmony_lua ]]; then
@@ -375,10 +291,9 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- peak RSS
-hwm_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 declare -A HWM
 for t in "${TARGETS[@]}"; do
-  if [[ -n ${PID_OF[$t]:-} ]]; then HWM[$t]=$(hwm_mb "${PID_OF[$t]}"); else HWM[$t]="-"; fi
+  if [[ -n ${PID_OF[$t]:-} ]]; then HWM[$t]=$(proc_mb VmHWM "${PID_OF[$t]}"); else HWM[$t]="-"; fi
 done
 
 # ---------------------------------------------------------------- report
@@ -398,7 +313,7 @@ done
 
 echo
 echo "DICOM over loopback: storescu $FILES files (${FILE_BYTES} B) in one association, echoscu --repeat $ECHOES;"
-echo "storescp ${STORE_OPTS[*]:-writing to tmpfs}; median of $ROUNDS round(s); $(nproc) cores${DCM_CPU:+, DCMTK on CPU 0, harmony on CPU 1}"
+echo "storescp ${STORE_OPTS[*]:-writing to tmpfs}; median of $ROUNDS round(s); $(nproc) cores${CLIENT_CPU:+, DCMTK on CPU 0, harmony on CPU 1}"
 echo
 echo "| target | store wall (ms) | files/s | best files/s | net files/s | echo (us) | added us/echo | peak RSS (MB) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"

@@ -26,13 +26,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+BENCH=load.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+bench_args "$@"
 
 DURATION="${DURATION:-5}"
 ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-50}"
-
-die() { echo "load.sh: $*" >&2; exit 1; }
-note() { echo "load.sh: $*" >&2; }
 
 for tool in nginx wrk awk curl; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (Debian: apt-get install -y nginx wrk curl gawk)"
@@ -41,67 +42,11 @@ HAVE_HAPROXY=0
 if [[ -z "${NO_HAPROXY:-}" ]] && command -v haproxy >/dev/null 2>&1; then HAVE_HAPROXY=1; fi
 [[ $HAVE_HAPROXY == 1 ]] || note "haproxy not used (not installed or NO_HAPROXY set)"
 
-# ---------------------------------------------------------------- temp dir + cleanup
-WORK="$(mktemp -d /tmp/harmony-bench.XXXXXX)"
+# ---------------------------------------------------------------- temp dir, harmony, pinning
+bench_workdir harmony-bench
 chmod 755 "$WORK"   # nginx workers may run as an unprivileged user
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  if [[ -z "${KEEP:-}" ]]; then rm -rf "$WORK"; else note "kept $WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A loopback port nobody listens on (and not handed out before in this run).
-USED_PORTS=" "
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    [[ $USED_PORTS == *" $p "* ]] && continue
-    port_open "$p" && continue
-    USED_PORTS+="$p "
-    echo "$p"; return
-  done
-}
-
-# wait_port PORT PID NAME: up to 10 s for PORT to accept; fail if PID dies.
-wait_port() {
-  local i
-  for i in $(seq 200); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
-
-# ---------------------------------------------------------------- build harmony
-HARMONY_BIN="$ROOT/target/release/harmony"
-HARMONY_OK=1
-if [[ -z "${SKIP_BUILD:-}" ]]; then
-  note "cargo build --release"
-  if ! cargo build --release --bin harmony >"$WORK/build.log" 2>&1; then
-    note "SKIP harmony: cargo build --release failed (last lines below)"
-    tail -n 15 "$WORK/build.log" >&2
-    HARMONY_OK=0
-  fi
-fi
-[[ -x $HARMONY_BIN ]] || { [[ $HARMONY_OK == 0 ]] || note "SKIP harmony: $HARMONY_BIN missing"; HARMONY_OK=0; }
-
-# ---------------------------------------------------------------- CPU pinning
-LOAD_CPU=""; PROXY_CPU=""
-if [[ "${PIN:-1}" != 0 ]] && command -v taskset >/dev/null 2>&1 && (( $(nproc) >= 2 )); then
-  LOAD_CPU="taskset -c 0"; PROXY_CPU="taskset -c 1"
-  note "pinning: wrk and origin on CPU 0, proxies on CPU 1 (PIN=0 to turn off)"
-fi
+build_harmony
+pin_cpus "wrk and origin on CPU 0, proxies on CPU 1"
 
 # ---------------------------------------------------------------- configs
 O_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port); A_PORT=$(free_port)
@@ -178,16 +123,7 @@ harmony_conf() {  # harmony_conf NAME PORT [MIDDLEWARE_NAME]: one pipeline / -> 
   local dir="$WORK/$1" mw=""
   [[ -n ${3:-} ]] && mw="middleware = [\"$3\"]"
   mkdir -p "$dir"
-  cat >"$dir/harmony.toml" <<EOF
-[proxy]
-id = "$1"
-workers = 1
-log_level = "warn"
-scripts_path = "scripts"
-watch = false
-
-[logging]
-access_log = false
+  { harmony_head "$1"; cat <<EOF
 
 [network.default.http]
 bind_address = "127.0.0.1"
@@ -207,16 +143,12 @@ options = { path_prefix = "/" }
 service = "http"
 options = { base_url = "http://127.0.0.1:$O_PORT" }
 EOF
+    [[ -z ${3:-} ]] || lua_middleware "$3" bench.lua
+  } >"$dir/harmony.toml"
 }
 
 harmony_conf harmony "$H_PORT"
 harmony_conf harmony_lua "$HL_PORT" bench_lua
-cat >>"$WORK/harmony_lua/harmony.toml" <<EOF
-
-[middleware.bench_lua]
-type = "lua"
-options = { script = "bench.lua" }
-EOF
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
@@ -242,7 +174,7 @@ TARGETS=()
 start_nginx() {  # start_nginx NAME PORT
   local dir="$WORK/$1"
   local pin=$PROXY_CPU
-  [[ $1 == origin ]] && pin=$LOAD_CPU
+  [[ $1 == origin ]] && pin=$CLIENT_CPU
   $pin nginx -e "$dir/logs/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/logs/stdout" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
@@ -256,11 +188,8 @@ start_nginx nginx "$N_PORT"
 URL_OF[nginx]="http://127.0.0.1:$N_PORT/"; TARGETS+=(nginx)
 
 if [[ $HARMONY_OK == 1 ]]; then
-  $PROXY_CPU "$HARMONY_BIN" -c "$WORK/harmony/harmony.toml" 2>"$WORK/harmony/stderr" >/dev/null &
-  hpid=$!
-  PIDS+=("$hpid")
-  if wait_port "$H_PORT" "$hpid"; then
-    PID_OF[harmony]=$hpid; URL_OF[harmony]="http://127.0.0.1:$H_PORT/"; TARGETS+=(harmony)
+  if spawn_harmony harmony "$H_PORT"; then
+    PID_OF[harmony]=$HARMONY_PID; URL_OF[harmony]="http://127.0.0.1:$H_PORT/"; TARGETS+=(harmony)
   else
     note "SKIP harmony: it did not listen on 127.0.0.1:$H_PORT within 10 s; its stderr:"
     tail -n 20 "$WORK/harmony/stderr" >&2 || true
@@ -272,11 +201,8 @@ if [[ $HAVE_LUA == 1 ]]; then
   URL_OF[nginx_lua]="http://127.0.0.1:$NL_PORT/"; TARGETS+=(nginx_lua)
 fi
 if [[ $HARMONY_OK == 1 && -z "${NO_LUA:-}" ]]; then
-  $PROXY_CPU "$HARMONY_BIN" -c "$WORK/harmony_lua/harmony.toml" 2>"$WORK/harmony_lua/stderr" >/dev/null &
-  hlpid=$!
-  PIDS+=("$hlpid")
-  if wait_port "$HL_PORT" "$hlpid"; then
-    PID_OF[harmony_lua]=$hlpid; URL_OF[harmony_lua]="http://127.0.0.1:$HL_PORT/"; TARGETS+=(harmony_lua)
+  if spawn_harmony harmony_lua "$HL_PORT"; then
+    PID_OF[harmony_lua]=$HARMONY_PID; URL_OF[harmony_lua]="http://127.0.0.1:$HL_PORT/"; TARGETS+=(harmony_lua)
   else
     note "SKIP harmony_lua: did not listen; its stderr:"; tail -n 20 "$WORK/harmony_lua/stderr" >&2 || true
   fi
@@ -326,13 +252,11 @@ parse_wrk() {
   ' "$1"
 }
 
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit } if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
 note "targets: ${TARGETS[*]}; $ROUNDS round(s) of wrk -t1 -c$CONNS -d${DURATION}s"
 for round in $(seq "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     out="$WORK/wrk-$t-$round.txt"
-    if ! timeout $((DURATION + 30)) $LOAD_CPU wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${URL_OF[$t]}" >"$out" 2>&1; then
+    if ! timeout $((DURATION + 30)) $CLIENT_CPU wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${URL_OF[$t]}" >"$out" 2>&1; then
       note "wrk against $t failed in round $round:"; cat "$out" >&2
     fi
     read -r rps p50 p99 errs < <(parse_wrk "$out")
@@ -342,13 +266,12 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- RSS after load
-rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 declare -A RSS
 for t in "${TARGETS[@]}"; do
   pid=${PID_OF[$t]}
   case $t in
-    origin|nginx|nginx_lua) w=$(pgrep -P "$pid" | head -n 1 || true); RSS[$t]=$([[ -n $w ]] && rss_mb "$w" || echo "?") ;;
-    *) RSS[$t]=$(rss_mb "$pid") ;;
+    origin|nginx|nginx_lua) w=$(pgrep -P "$pid" | head -n 1 || true); RSS[$t]=$([[ -n $w ]] && proc_mb VmRSS "$w" || echo "?") ;;
+    *) RSS[$t]=$(proc_mb VmRSS "$pid") ;;
   esac
 done
 

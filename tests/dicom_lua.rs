@@ -9,51 +9,16 @@
 mod common;
 
 use common::dicom::{
-    dataset_dumps, datasets_by_sop_uid, files_in, harmony_with_scripts, have_dcmtk, storescp, wait_files, Instance,
-    Peer, UID_ROOT,
+    datasets_by_sop_uid, dumps_by_sop_uid, echoscu_as, files_in, have_dcmtk, storescp, storescu_opts, wait_files,
+    DicomConfig, Instance, Peer, UID_ROOT,
 };
 use common::lua::log_line;
 use common::{eventually, free_port, Harmony, TempDir};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// Config text: a dicom listener on `hport`, endpoint `HARMONY`, pipeline
-/// `imaging` with `lua` middleware `(name, script, extra options)` in this
-/// order and dicom backends `(name, AE, port)` (the first is the default).
-fn dicom_config(hport: u16, middleware: &[(&str, &str, &str)], backends: &[(&str, &str, u16)]) -> String {
-    let quoted = |v: Vec<&str>| v.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", ");
-    let mut s = format!(
-        r#"[network.imaging.dicom]
-bind_address = "127.0.0.1"
-bind_port = {hport}
-
-[pipelines.imaging]
-networks = ["imaging"]
-endpoints = ["dicom_in"]
-middleware = [{}]
-backends = [{}]
-
-[endpoints.dicom_in]
-service = "dicom"
-options = {{ ae_title = "HARMONY" }}
-"#,
-        quoted(middleware.iter().map(|m| m.0).collect()),
-        quoted(backends.iter().map(|b| b.0).collect()),
-    );
-    for (name, script, extra) in middleware {
-        s.push_str(&format!("\n[middleware.{name}]\ntype = \"lua\"\noptions = {{ script = \"{script}\"{extra} }}\n"));
-    }
-    for (name, aet, port) in backends {
-        s.push_str(&format!(
-            "\n[backends.{name}]\nservice = \"dicom\"\noptions = {{ aet = \"{aet}\", host = \"127.0.0.1\", port = {port}, timeout_ms = 3000 }}\n"
-        ));
-    }
-    s
-}
 
 /// A storescp, harmony in front of it with one script `s.lua` as middleware
 /// `s` (`extra` options), and a source dir. Drops harmony first.
@@ -74,8 +39,10 @@ impl Setup {
         fs::create_dir_all(&out).unwrap();
         let (scp, scp_port) = storescp(&tmp, &out);
         let hport = free_port();
-        let cfg = dicom_config(hport, &[("s", "s.lua", extra)], &[("pacs", "STORESCP", scp_port)]);
-        let h = harmony_with_scripts(tag, hport, &[("s.lua", script)], &cfg);
+        let h = DicomConfig::new(hport)
+            .lua("s", &format!("script = \"s.lua\"{extra}"))
+            .backend("pacs", "STORESCP", scp_port, "")
+            .start(tag, &[("s.lua", script)]);
         Setup { h, hport, _scp: scp, out, src, tmp }
     }
 
@@ -117,17 +84,8 @@ fn store_as(
     files: &[PathBuf],
     log: &str,
 ) -> (ExitStatus, String) {
-    let mut args: Vec<String> = ["-v"].iter().chain(extra).map(|s| s.to_string()).collect();
-    args.extend(["-aet", calling, "-aec", "HARMONY", "127.0.0.1"].iter().map(|s| s.to_string()));
-    args.push(port.to_string());
-    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Peer::run("storescu", &args, tmp.join(log))
-}
-
-/// SOPInstanceUID → data set dump of each file.
-fn by_uid(files: &[PathBuf]) -> BTreeMap<String, String> {
-    dataset_dumps(files).into_iter().map(|d| (common::dicom::dump_value(&d, "(0008,0018)").unwrap(), d)).collect()
+    let opts: Vec<&str> = ["-v"].into_iter().chain(extra.iter().copied()).collect();
+    storescu_opts(tmp, &opts, calling, "HARMONY", port, files, log)
 }
 
 /// Nothing (more) arrives in `dir` for a moment: the store is over, so a
@@ -166,7 +124,7 @@ fn on_dimse_sets_a_tag_on_every_stored_data_set() {
     assert!(status.success(), "storescu failed: {out}\nharmony:\n{}", s.h.stderr());
     assert!(!out.contains("Store Failed") && !out.contains("E: "), "{out}");
     assert_eq!(wait_files(&s.out, 5).len(), 5, "storescp wrote {:?}", files_in(&s.out));
-    let originals = by_uid(&files);
+    let originals = dumps_by_sop_uid(&files);
     let received = datasets_by_sop_uid(&s.out);
     assert_eq!(received.keys().collect::<Vec<_>>(), originals.keys().collect::<Vec<_>>());
     for (uid, orig) in &originals {
@@ -220,7 +178,7 @@ fn on_dimse_returning_a700_refuses_the_store_and_the_association_goes_on() {
     let arrived = if arrived.len() == 2 { quiet_files(&s.out) } else { arrived };
     let received = datasets_by_sop_uid(&s.out);
     assert_eq!(arrived.len(), 2, "storescp holds {arrived:?}\nstorescu: {out}");
-    assert_eq!(received, by_uid(&good), "the two other files did not arrive intact");
+    assert_eq!(received, dumps_by_sop_uid(&good), "the two other files did not arrive intact");
     let line = log_line(&s.h, "refused by Lua on_dimse");
     assert!(line.contains("status 0xa700"), "{line}");
     assert!(s.h.stderr().contains("status=0xa700"), "no access-log line with the status: {}", s.h.stderr());
@@ -298,7 +256,7 @@ fn on_error_continue_lets_the_store_through() {
         let (status, out) = s.store(&files, "store.log");
         assert!(status.success() && !out.contains("Store Failed"), "{tag}: {out}\nharmony:\n{}", s.h.stderr());
         assert_eq!(wait_files(&s.out, 3).len(), 3, "{tag}: {out}");
-        assert_eq!(datasets_by_sop_uid(&s.out), by_uid(&files), "{tag}: the files did not arrive intact");
+        assert_eq!(datasets_by_sop_uid(&s.out), dumps_by_sop_uid(&files), "{tag}: the files did not arrive intact");
         let line = log_line(&s.h, "continuing");
         assert!(line.contains("error_id=") && line.contains("boom"), "{tag}: {line}");
         assert!(!s.h.stderr().contains("status=0x0110"), "{tag}: {}", s.h.stderr());
@@ -336,7 +294,7 @@ fn fifty_files_read_by_a_script_arrive_intact() {
     assert!(status.success() && !out.contains("Store Failed"), "{out}\nharmony:\n{}", s.h.stderr());
     eprintln!("50 files, every data set read by a script, through harmony in {took:?}");
     assert_eq!(wait_files(&s.out, 50).len(), 50);
-    let originals = by_uid(&files);
+    let originals = dumps_by_sop_uid(&files);
     let received = datasets_by_sop_uid(&s.out);
     assert_eq!(received.keys().collect::<Vec<_>>(), originals.keys().collect::<Vec<_>>());
     for (uid, orig) in &originals {
@@ -366,9 +324,7 @@ fn on_associate_rejects_a_calling_ae() {
         return;
     }
     let s = Setup::start("lua-reject", REJECT_BADSCU, "");
-    let echo = |calling: &str, log: &str| {
-        Peer::run("echoscu", &["-aet", calling, "-aec", "HARMONY", "127.0.0.1", &s.hport.to_string()], s.tmp.join(log))
-    };
+    let echo = |calling: &str, log: &str| echoscu_as(&s.tmp, calling, "HARMONY", s.hport, log);
     let (status, out) = echo("BADSCU", "echo-bad.log");
     assert!(!status.success(), "echoscu as BADSCU succeeded: {out}");
     assert!(out.contains("Association Rejected"), "{out}");

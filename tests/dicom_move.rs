@@ -11,8 +11,8 @@
 mod common;
 
 use common::dicom::{
-    dataset_dumps, datasets_by_sop_uid, dcmqrscp, dump_value, files_in, harmony_with_scripts, have_tools, seed_archive,
-    seed_study_uid, storescp_as, Instance, Peer,
+    datasets_by_sop_uid, dcmqrscp, dump_value, files_in, have_tools, seed_archive, seed_study_uid, seeded_study,
+    storescp_as, DicomConfig, Instance, Peer,
 };
 use common::{eventually, free_port, Harmony, TempDir};
 use std::collections::BTreeMap;
@@ -54,39 +54,17 @@ impl Setup {
         let viewer_dir = tmp.join("viewer");
         fs::create_dir_all(&viewer_dir).unwrap();
         let (viewer, viewer_port) = storescp_as(&tmp, &viewer_dir, "VIEWER");
-        let middleware = if script.is_some() {
-            "middleware = [\"s\"]\n\n[middleware.s]\ntype = \"lua\"\noptions = { script = \"s.lua\" }\n"
-        } else {
-            ""
-        };
         // `viewer` is not one of the pipeline's backends: move_destinations
         // may name any dicom backend.
-        let toml = format!(
-            r#"[network.imaging.dicom]
-bind_address = "127.0.0.1"
-bind_port = {hport}
-
-[pipelines.imaging]
-networks = ["imaging"]
-endpoints = ["dicom_in"]
-backends = ["pacs"]
-{middleware}
-
-[endpoints.dicom_in]
-service = "dicom"
-options = {{ ae_title = "HARMONY", move_destinations = ["viewer"] }}
-
-[backends.pacs]
-service = "dicom"
-options = {{ aet = "QR_SCP", host = "127.0.0.1", port = {qr_port}, timeout_ms = 3000 }}
-
-[backends.viewer]
-service = "dicom"
-options = {{ aet = "VIEWER", host = "127.0.0.1", port = {viewer_port}, timeout_ms = 3000 }}
-"#
-        );
+        let mut cfg = DicomConfig::new(hport)
+            .endpoint(", move_destinations = [\"viewer\"]")
+            .backend("pacs", "QR_SCP", qr_port, "")
+            .other_backend("viewer", "VIEWER", viewer_port, "");
+        if script.is_some() {
+            cfg = cfg.lua("s", "script = \"s.lua\"");
+        }
         let scripts: Vec<(&str, &str)> = script.map(|s| ("s.lua", s)).into_iter().collect();
-        let h = harmony_with_scripts(tag, hport, &scripts, &toml);
+        let h = cfg.start(tag, &scripts);
         Setup { h, hport, qr, qr_port, _viewer: viewer, viewer_dir, seeded, tmp }
     }
 
@@ -114,10 +92,7 @@ options = {{ aet = "VIEWER", host = "127.0.0.1", port = {viewer_port}, timeout_m
 
     /// The seeded instances of study `n`: SOPInstanceUID → data set dump of the original.
     fn originals(&self, n: u32) -> BTreeMap<String, String> {
-        let files: Vec<PathBuf> =
-            self.seeded.iter().filter(|(i, _)| i.study_uid == seed_study_uid(n)).map(|(_, f)| f.clone()).collect();
-        assert!(!files.is_empty());
-        dataset_dumps(&files).into_iter().map(|d| (dump_value(&d, "(0008,0018)").unwrap(), d)).collect()
+        seeded_study(&self.seeded, n)
     }
 
     fn context(&self) -> String {

@@ -11,21 +11,17 @@
 mod common;
 
 use common::dicom::{
-    dataset_dumps, datasets_by_sop_uid, dcmqrscp, dump_value, files_in, group_members, harmony_dicom, have_tools,
-    seed_archive, seed_study_uid, storescp, storescu, wait_files, Instance, Peer, UID_ROOT,
+    dataset_dumps, datasets_by_sop_uid, dcmqrscp, dump_value, dumps_by_sop_uid, files_in, group_members, harmony_dicom,
+    have_tools, seed_archive, seed_study_uid, seeded_study, storescp, storescu, wait_files, Instance, Peer, UID_ROOT,
 };
 use common::{free_port, Harmony, TempDir};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn have_qr_tools() -> bool {
     have_tools(&["dcmqrscp", "storescu", "storescp", "findscu", "getscu", "movescu", "dcmdump", "dump2dcm"])
-}
-
-fn study_uid(n: u32) -> String {
-    seed_study_uid(n)
 }
 
 /// A running dcmqrscp (AE `QR_SCP`) with harmony in front of it (called AE
@@ -121,8 +117,8 @@ fn c_find_study_series_image_levels_match_direct() {
     }
     let qr = Qr::start("qr-find", true);
     let seeded: Vec<&Instance> = qr.seeded.iter().map(|(i, _)| i).collect();
-    let s1 = study_uid(1);
-    let s3 = study_uid(3);
+    let s1 = seed_study_uid(1);
+    let s3 = seed_study_uid(3);
     let s3_series1 = format!("{s3}.1");
     let study_keys =
         ["QueryRetrieveLevel=STUDY", "PatientName=Doe*", "PatientID", "StudyInstanceUID", "StudyDate", "StudyID"];
@@ -147,7 +143,7 @@ fn c_find_study_series_image_levels_match_direct() {
             uids(&|i| i.patient_name.starts_with("Doe"), &|i| i.study_uid.clone()),
         ),
         ("study-all", &all_studies, "(0020,000d)", uids(&|_| true, &|i| i.study_uid.clone())),
-        ("study-date-range", &date_range, "(0020,000d)", [study_uid(2), study_uid(3)].into_iter().collect()),
+        ("study-date-range", &date_range, "(0020,000d)", [seed_study_uid(2), seed_study_uid(3)].into_iter().collect()),
         ("study-no-match", &no_match, "(0020,000d)", BTreeSet::new()),
         ("series", &series_keys, "(0020,000e)", uids(&|i| i.study_uid == s1, &|i| i.series_uid.clone())),
         ("image", &image_keys, "(0008,0018)", uids(&|i| i.series_uid == s3_series1, &|i| i.sop_uid.clone())),
@@ -164,14 +160,6 @@ fn c_find_study_series_image_levels_match_direct() {
     assert_eq!(values(&doe, "(0008,0054)"), ["QR_SCP".to_string()].into_iter().collect(), "RetrieveAETitle");
 }
 
-/// The seeded instances of study `n`: SOPInstanceUID → data set dump of the original file.
-fn seeded_study(qr: &Qr, n: u32) -> BTreeMap<String, String> {
-    let files: Vec<PathBuf> =
-        qr.seeded.iter().filter(|(i, _)| i.study_uid == study_uid(n)).map(|(_, f)| f.clone()).collect();
-    assert!(!files.is_empty());
-    dataset_dumps(&files).into_iter().map(|d| (dump_value(&d, "(0008,0018)").unwrap(), d)).collect()
-}
-
 #[test]
 fn c_get_retrieves_the_same_instances_as_direct() {
     if !have_qr_tools() {
@@ -179,7 +167,7 @@ fn c_get_retrieves_the_same_instances_as_direct() {
     }
     let qr = Qr::start("qr-get", true);
     for study in [1, 3] {
-        let expected = seeded_study(&qr, study);
+        let expected = seeded_study(&qr.seeded, study);
         let mut got = Vec::new();
         for (label, called, port) in qr.routes() {
             let dir = qr.tmp.join(&format!("get-{study}-{label}"));
@@ -191,7 +179,7 @@ fn c_get_retrieves_the_same_instances_as_direct() {
                 "-k",
                 "QueryRetrieveLevel=STUDY",
                 "-k",
-                &format!("StudyInstanceUID={}", study_uid(study)),
+                &format!("StudyInstanceUID={}", seed_study_uid(study)),
                 "-od",
                 dir.to_str().unwrap(),
             ]
@@ -224,7 +212,7 @@ fn c_move_delivers_the_same_instances_as_direct() {
         return;
     }
     let qr = Qr::start("qr-move", true);
-    let expected = seeded_study(&qr, 1);
+    let expected = seeded_study(&qr.seeded, 1);
     let mut got = Vec::new();
     for ((label, called, port), (dest, dest_port)) in
         qr.routes().into_iter().zip([("MOVEDIRECT", qr.move_ports[0]), ("MOVEHARMONY", qr.move_ports[1])])
@@ -243,7 +231,7 @@ fn c_move_delivers_the_same_instances_as_direct() {
             "-k",
             "QueryRetrieveLevel=STUDY",
             "-k",
-            &format!("StudyInstanceUID={}", study_uid(1)),
+            &format!("StudyInstanceUID={}", seed_study_uid(1)),
             "-od",
             dir.to_str().unwrap(),
         ]
@@ -330,8 +318,7 @@ fn store_200_files_through_harmony_arrive_intact() {
     eprintln!("200 files through harmony in one association: {took:?}");
     let written = wait_files(&out, 200);
     assert_eq!(written.len(), 200, "storescp wrote {} files", written.len());
-    let originals: BTreeMap<String, String> =
-        dataset_dumps(&files).into_iter().map(|d| (dump_value(&d, "(0008,0018)").unwrap(), d)).collect();
+    let originals = dumps_by_sop_uid(&files);
     assert_eq!(originals.len(), 200, "the 200 source files do not have distinct SOP instance UIDs");
     let received = datasets_by_sop_uid(&out);
     assert_eq!(received.keys().collect::<Vec<_>>(), originals.keys().collect::<Vec<_>>());

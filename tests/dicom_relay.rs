@@ -8,7 +8,6 @@ use common::dicom::{echoscu, harmony_dicom, have_dcmtk, make_file, storescp, sto
 use common::{free_port, Harmony, TempDir};
 use std::fs;
 use std::path::PathBuf;
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// Harmony with one dicom network on `hport`: called AE "HARMONY" → STORESCP at `backend_port`.
@@ -32,11 +31,7 @@ fn echo_through_the_relay() {
     // a second association on the same listener works too
     let (status, output) = echoscu(&tmp, "HARMONY", hport, "echo2.log");
     assert!(status.success(), "second echoscu failed: {output}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !h.stderr().contains("outcome=\"released\"") && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    let log = h.stderr();
+    let log = h.wait_stderr("outcome=\"released\"");
     assert!(
         log.contains("calling=TESTSCU called=HARMONY backend=pacs outcome=\"released\" messages=1"),
         "association access log line missing:\n{log}"
@@ -118,9 +113,6 @@ fn backend_down_is_a_rejection_not_a_hang() {
     assert!(!status.success(), "echoscu succeeded with the backend down: {output}");
     assert!(output.to_lowercase().contains("reject"), "expected an association rejection: {output}");
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !h.stderr().contains("backend unavailable") && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    assert!(h.stderr().contains("backend unavailable"), "{}", h.stderr());
+    let log = h.wait_stderr("backend unavailable");
+    assert!(log.contains("backend unavailable"), "{log}");
 }

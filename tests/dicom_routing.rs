@@ -6,86 +6,53 @@
 
 mod common;
 
-use common::dicom::{have_dcmtk, make_file, storescp, storescu, wait_files, Peer, UID_ROOT};
-use common::{free_port, get, Harmony, TempDir};
-use dimse::pdu::{
-    AssociationAC, AssociationRQ, Pdu, PresentationContextProposed, PresentationContextResult,
-    PresentationContextResultReason, UserVariableItem,
+use common::dicom::{
+    echoscu_as, have_dcmtk, make_file, raw_rq, storescp, storescp_opts, storescu, storescu_opts, wait_files,
+    DicomConfig, APPLICATION_CONTEXT, IMPLICIT_LE, UID_ROOT,
 };
+use common::{free_port, get, Harmony, TempDir};
+use dimse::pdu::{AssociationAC, Pdu, PresentationContextResult, PresentationContextResultReason, UserVariableItem};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const VERIFICATION: &str = "1.2.840.10008.1.1";
-const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
-
-fn echoscu_as(tmp: &TempDir, calling: &str, port: u16, log: &str) -> (ExitStatus, String) {
-    Peer::run("echoscu", &["-aet", calling, "-aec", "HARMONY", "127.0.0.1", &port.to_string()], tmp.join(log))
+/// `echoscu -aet CALLING -aec HARMONY 127.0.0.1 PORT`.
+fn echo_as(tmp: &TempDir, calling: &str, port: u16, log: &str) -> (ExitStatus, String) {
+    echoscu_as(tmp, calling, "HARMONY", port, log)
 }
 
 /// Two storescp backends (pacs_a, pacs_b) behind one endpoint; `endpoint`
 /// and `listener` are extra TOML for the endpoint options and the listener.
 fn two_backends(hport: u16, a: u16, b: u16, endpoint: &str, listener: &str, admin: Option<u16>) -> Harmony {
-    let mgmt = admin.map_or(String::new(), |p| {
-        format!(
-            "[network.admin.http]\nbind_address = \"127.0.0.1\"\nbind_port = {p}\n\n\
+    let mut cfg = DicomConfig::new(hport)
+        .listener(listener)
+        .endpoint(endpoint)
+        .backend("pacs_a", "STORESCP", a, "")
+        .backend("pacs_b", "STORESCP", b, ", dimse_timeout_ms = 600");
+    if let Some(p) = admin {
+        cfg = cfg.extra(&format!(
+            "\n[network.admin.http]\nbind_address = \"127.0.0.1\"\nbind_port = {p}\n\n\
              [management]\nenabled = true\nnetwork = \"admin\"\nbase_path = \"admin\"\n"
-        )
-    });
-    let toml = format!(
-        r#"[proxy]
-id = "dicom-routing"
-log_level = "info"
-watch = false
-
-[network.imaging.dicom]
-bind_address = "127.0.0.1"
-bind_port = {hport}
-{listener}
-
-{mgmt}
-[pipelines.imaging]
-networks = ["imaging"]
-endpoints = ["dicom_in"]
-backends = ["pacs_a", "pacs_b"]
-
-[endpoints.dicom_in]
-service = "dicom"
-options = {{ ae_title = "HARMONY"{endpoint} }}
-
-[backends.pacs_a]
-service = "dicom"
-options = {{ aet = "STORESCP", host = "127.0.0.1", port = {a}, timeout_ms = 3000 }}
-
-[backends.pacs_b]
-service = "dicom"
-options = {{ aet = "STORESCP", host = "127.0.0.1", port = {b}, timeout_ms = 3000, dimse_timeout_ms = 600 }}
-"#
-    );
-    Harmony::start("dicom-routing", &toml, hport)
+        ));
+    }
+    cfg.start("dicom-routing", &[])
 }
 
-fn wait_log(h: &Harmony, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = h.stderr();
-        if log.contains(needle) || Instant::now() > deadline {
-            return log;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+/// An empty directory `tmp/name`.
+fn dir_in(tmp: &TempDir, name: &str) -> PathBuf {
+    let d = tmp.join(name);
+    fs::create_dir_all(&d).unwrap();
+    d
 }
 
 fn store_one(tmp: &TempDir, calling: &str, hport: u16, name: &str) -> (ExitStatus, String) {
-    let dir = tmp.join("in");
-    fs::create_dir_all(&dir).unwrap();
+    let dir = dir_in(tmp, "in");
     let f = make_file(&dir, name, &format!("{UID_ROOT}.9.{}", name.len() * 7 + name.as_bytes()[0] as usize));
-    let args = ["-aet", calling, "-aec", "HARMONY", "127.0.0.1", &hport.to_string(), f.to_str().unwrap()];
-    Peer::run("storescu", &args, tmp.join(&format!("store-{name}.log")))
+    storescu_opts(tmp, &[], calling, "HARMONY", hport, &[f], &format!("store-{name}.log"))
 }
 
 fn count_files(dir: &Path) -> usize {
@@ -98,9 +65,7 @@ fn routes_by_calling_ae_then_peer_then_default() {
         return;
     }
     let tmp = TempDir::new("dicom-route-ae");
-    let (da, db) = (tmp.join("a"), tmp.join("b"));
-    fs::create_dir_all(&da).unwrap();
-    fs::create_dir_all(&db).unwrap();
+    let (da, db) = (dir_in(&tmp, "a"), dir_in(&tmp, "b"));
     let (_a, pa) = storescp(&tmp, &da);
     let (_b, pb) = storescp(&tmp, &db);
     let hport = free_port();
@@ -139,29 +104,22 @@ fn local_echo_is_answered_by_the_proxy_and_logged_per_message() {
         return;
     }
     let tmp = TempDir::new("dicom-local-echo");
-    let out = tmp.join("out");
-    fs::create_dir_all(&out).unwrap();
+    let out = dir_in(&tmp, "out");
     // storescp -v logs each C-ECHO it answers
-    let port = free_port();
-    let mut scp = Peer::spawn(
-        "storescp",
-        &["-v", "--aetitle", "STORESCP", "--output-directory", out.to_str().unwrap(), &port.to_string()],
-        tmp.join("scp.log"),
-    );
-    scp.wait_listening(port);
+    let (scp, port) = storescp_opts(&tmp, &out, "STORESCP", &["-v"]);
     let hport = free_port();
     let admin = free_port();
     let h = two_backends(hport, port, port, r#", echo = "local""#, "", Some(admin));
-    let (s, o) = echoscu_as(&tmp, "TESTSCU", hport, "echo.log");
+    let (s, o) = echo_as(&tmp, "TESTSCU", hport, "echo.log");
     assert!(s.success(), "{o}\n{}", h.stderr());
-    let log = wait_log(&h, "answered=local");
+    let log = h.wait_stderr("answered=local");
     assert!(log.contains("C-ECHO-RQ msg=1 from=client status=0x0000 responses=0 answered=local"), "{log}");
     assert!(!scp.output().contains("Received Echo Request"), "the backend saw the echo: {}", scp.output());
     // a store on the same endpoint still reaches the backend, with its own log line
     let (s, o) = store_one(&tmp, "TESTSCU", hport, "five");
     assert!(s.success(), "{o}\n{}", h.stderr());
     wait_files(&out, 1);
-    let log = wait_log(&h, "C-STORE-RQ msg=1 from=client status=0x0000");
+    let log = h.wait_stderr("C-STORE-RQ msg=1 from=client status=0x0000");
     assert!(log.contains("C-STORE-RQ msg=1 from=client status=0x0000"), "{log}");
     // metrics count both
     let m = get(admin, "/admin/metrics").text();
@@ -185,24 +143,9 @@ fn local_echo_is_answered_by_the_proxy_and_logged_per_message() {
 
 /// Open an association by hand (raw socket) and keep it: returns the socket.
 fn hold_association(port: u16, calling: &str) -> TcpStream {
-    let rq = Pdu::AssociationRQ(AssociationRQ {
-        protocol_version: 1,
-        calling_ae_title: calling.into(),
-        called_ae_title: "HARMONY".into(),
-        application_context_name: "1.2.840.10008.3.1.1.1".into(),
-        presentation_contexts: vec![PresentationContextProposed {
-            id: 1,
-            abstract_syntax: VERIFICATION.into(),
-            transfer_syntaxes: vec![IMPLICIT_LE.into()],
-        }],
-        user_variables: vec![
-            UserVariableItem::MaxLength(16384),
-            UserVariableItem::ImplementationClassUID("1.2.826.0.1.3680043.2.1125.99".into()),
-        ],
-    });
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(&dimse::encode(&rq).unwrap()).unwrap();
+    s.write_all(&raw_rq(calling, "HARMONY")).unwrap();
     // read exactly the A-ASSOCIATE-AC PDU
     let mut head = [0u8; 6];
     s.read_exact(&mut head).unwrap();
@@ -218,30 +161,23 @@ fn association_limits_reject_with_local_limit_exceeded() {
         return;
     }
     let tmp = TempDir::new("dicom-limits");
-    let out = tmp.join("out");
-    fs::create_dir_all(&out).unwrap();
+    let out = dir_in(&tmp, "out");
     // a forking storescp: several associations at once
-    let port = free_port();
-    let mut scp = Peer::spawn(
-        "storescp",
-        &["--fork", "--aetitle", "STORESCP", "--output-directory", out.to_str().unwrap(), &port.to_string()],
-        tmp.join("scp.log"),
-    );
-    scp.wait_listening(port);
+    let (_scp, port) = storescp_opts(&tmp, &out, "STORESCP", &["--fork"]);
     let hport = free_port();
     let h = two_backends(hport, port, port, "", "max_associations = 2\nmax_associations_per_calling_ae = 1", None);
     let held = hold_association(hport, "HOLDER");
     // same calling AE: over the per-AE limit
-    let (s, o) = echoscu_as(&tmp, "HOLDER", hport, "e1.log");
+    let (s, o) = echo_as(&tmp, "HOLDER", hport, "e1.log");
     assert!(!s.success(), "second association from HOLDER accepted: {o}");
     assert!(o.contains("Local Limit Exceeded"), "{o}");
     // another AE fits (2 in total now held + this one is the second)
     let held2 = hold_association(hport, "OTHER");
     // and now the listener is full for everyone
-    let (s, o) = echoscu_as(&tmp, "THIRD", hport, "e2.log");
+    let (s, o) = echo_as(&tmp, "THIRD", hport, "e2.log");
     assert!(!s.success(), "association over max_associations accepted: {o}");
     assert!(o.contains("Local Limit Exceeded"), "{o}");
-    let log = wait_log(&h, "associations on this listener");
+    let log = h.wait_stderr("associations on this listener");
     assert!(log.contains("rejected: local limit exceeded (2 associations on this listener)"), "{log}");
     assert!(log.contains("rejected: local limit exceeded (1 associations from this calling AE)"), "{log}");
     // closing the held associations frees the slots
@@ -249,7 +185,7 @@ fn association_limits_reject_with_local_limit_exceeded() {
     drop(held2);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (s, o) = echoscu_as(&tmp, "HOLDER", hport, "e3.log");
+        let (s, o) = echo_as(&tmp, "HOLDER", hport, "e3.log");
         if s.success() {
             break;
         }
@@ -264,33 +200,12 @@ fn maximum_length_is_capped_both_ways() {
         return;
     }
     let tmp = TempDir::new("dicom-maxpdu");
-    let out = tmp.join("out");
-    fs::create_dir_all(&out).unwrap();
-    let port = free_port();
-    let mut scp = Peer::spawn(
-        "storescp",
-        &[
-            "-d",
-            "--max-pdu",
-            "131072",
-            "--aetitle",
-            "STORESCP",
-            "--output-directory",
-            out.to_str().unwrap(),
-            &port.to_string(),
-        ],
-        tmp.join("scp.log"),
-    );
-    scp.wait_listening(port);
+    let out = dir_in(&tmp, "out");
+    let (scp, port) = storescp_opts(&tmp, &out, "STORESCP", &["-d", "--max-pdu", "131072"]);
     let hport = free_port();
     let h = two_backends(hport, port, port, "", "max_pdu = 16384", None);
-    let dir = tmp.join("in");
-    fs::create_dir_all(&dir).unwrap();
-    let f = make_file(&dir, "big", &format!("{UID_ROOT}.7.1"));
-    let args = ["-d", "--max-pdu", "65536", "-aet", "TESTSCU", "-aec", "HARMONY", "127.0.0.1", &hport.to_string()];
-    let mut args: Vec<&str> = args.to_vec();
-    args.push(f.to_str().unwrap());
-    let (s, o) = Peer::run("storescu", &args, tmp.join("scu.log"));
+    let f = make_file(&dir_in(&tmp, "in"), "big", &format!("{UID_ROOT}.7.1"));
+    let (s, o) = storescu_opts(&tmp, &["-d", "--max-pdu", "65536"], "TESTSCU", "HARMONY", hport, &[f], "scu.log");
     assert!(s.success(), "{o}\n{}", h.stderr());
     wait_files(&out, 1);
     // each peer was told the proxy's cap instead of the other's larger size
@@ -312,7 +227,7 @@ fn silent_backend() -> (u16, thread::JoinHandle<()>) {
             protocol_version: 1,
             calling_ae_title: "X".into(),
             called_ae_title: "Y".into(),
-            application_context_name: "1.2.840.10008.3.1.1.1".into(),
+            application_context_name: APPLICATION_CONTEXT.into(),
             presentation_contexts: vec![PresentationContextResult {
                 id: 1,
                 reason: PresentationContextResultReason::Acceptance,
@@ -342,12 +257,12 @@ fn a_backend_that_never_answers_hits_the_dimse_timeout() {
     // pacs_b (dimse_timeout_ms = 600) is chosen by calling AE
     let h = two_backends(hport, port, port, r#", calling_ae_routes = { TESTSCU = "pacs_b" }"#, "", None);
     let started = Instant::now();
-    let (s, o) = echoscu_as(&tmp, "TESTSCU", hport, "echo.log");
+    let (s, o) = echo_as(&tmp, "TESTSCU", hport, "echo.log");
     // echoscu exits 0 even when the echo fails: read what it says
     let _ = s;
     assert!(o.contains("Peer aborted Association"), "echo without an answer did not fail: {o}");
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
-    let log = wait_log(&h, "DIMSE timeout");
+    let log = h.wait_stderr("DIMSE timeout");
     assert!(log.contains("DIMSE timeout: no response to C-ECHO-RQ (message 1)"), "{log}");
     assert!(log.contains("C-ECHO-RQ msg=1 from=client status=none"), "{log}");
     backend.join().unwrap();
@@ -359,8 +274,7 @@ fn a_bad_pdu_after_set_up_aborts_both_sides() {
         return;
     }
     let tmp = TempDir::new("dicom-bad-pdu");
-    let out = tmp.join("out");
-    fs::create_dir_all(&out).unwrap();
+    let out = dir_in(&tmp, "out");
     let (_scp, port) = storescp(&tmp, &out);
     let hport = free_port();
     let h = two_backends(hport, port, port, "", "", None);
@@ -371,10 +285,10 @@ fn a_bad_pdu_after_set_up_aborts_both_sides() {
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got);
     assert_eq!(got.first(), Some(&0x07), "expected an A-ABORT, got {got:02x?}");
-    let log = wait_log(&h, "protocol error from the client");
+    let log = h.wait_stderr("protocol error from the client");
     assert!(log.contains("protocol error from the client"), "{log}");
     // the proxy keeps serving
-    let (st, o) = echoscu_as(&tmp, "TESTSCU", hport, "after.log");
+    let (st, o) = echo_as(&tmp, "TESTSCU", hport, "after.log");
     assert!(st.success(), "{o}");
 }
 
@@ -387,12 +301,10 @@ fn the_default_backend_down_is_a_rejection_and_storescu_fails() {
     let closed = common::closed_port();
     let hport = free_port();
     let h = two_backends(hport, closed, closed, "", "", None);
-    let dir = tmp.join("in");
-    fs::create_dir_all(&dir).unwrap();
-    let f = make_file(&dir, "x", &format!("{UID_ROOT}.5.1"));
+    let f = make_file(&dir_in(&tmp, "in"), "x", &format!("{UID_ROOT}.5.1"));
     let (s, o) = storescu(&tmp, "HARMONY", hport, &[f], "store.log");
     assert!(!s.success(), "store to a down backend reported success: {o}");
-    let log = wait_log(&h, "backend unavailable");
+    let log = h.wait_stderr("backend unavailable");
     assert!(log.contains("rejected: backend unavailable"), "{log}");
 }
 
@@ -402,8 +314,7 @@ fn endpoint_sop_classes_and_transfer_syntaxes_filter_presentation_contexts() {
         return;
     }
     let tmp = TempDir::new("dicom-filter");
-    let out = tmp.join("out");
-    fs::create_dir_all(&out).unwrap();
+    let out = dir_in(&tmp, "out");
     let (_scp, port) = storescp(&tmp, &out);
     let hport = free_port();
     let h = two_backends(
@@ -415,11 +326,8 @@ fn endpoint_sop_classes_and_transfer_syntaxes_filter_presentation_contexts() {
         None,
     );
     // storescu proposes ~128 contexts: only Secondary Capture in explicit VR LE is accepted
-    let dir = tmp.join("in");
-    fs::create_dir_all(&dir).unwrap();
-    let f = make_file(&dir, "sc", &format!("{UID_ROOT}.6.1"));
-    let args = ["-d", "-aet", "TESTSCU", "-aec", "HARMONY", "127.0.0.1", &hport.to_string(), f.to_str().unwrap()];
-    let (s, o) = Peer::run("storescu", &args, tmp.join("store.log"));
+    let f = make_file(&dir_in(&tmp, "in"), "sc", &format!("{UID_ROOT}.6.1"));
+    let (s, o) = storescu_opts(&tmp, &["-d"], "TESTSCU", "HARMONY", hport, std::slice::from_ref(&f), "store.log");
     assert!(s.success(), "{o}\n{}", h.stderr());
     wait_files(&out, 1);
     assert_eq!(o.matches("(Accepted)").count(), 1, "exactly one context accepted: {o}");
@@ -427,13 +335,12 @@ fn endpoint_sop_classes_and_transfer_syntaxes_filter_presentation_contexts() {
     assert!(o.contains("(Abstract Syntax Not Supported)"), "{o}");
     assert!(o.contains("(Transfer Syntaxes Not Supported)"), "{o}");
     // Verification is not in the list: nothing left to accept
-    let (_, o) = echoscu_as(&tmp, "TESTSCU", hport, "echo.log");
+    let (_, o) = echo_as(&tmp, "TESTSCU", hport, "echo.log");
     assert!(o.contains("Association Rejected"), "{o}");
-    let log = wait_log(&h, "none of the proposed presentation contexts");
+    let log = h.wait_stderr("none of the proposed presentation contexts");
     assert!(log.contains("rejected: none of the proposed presentation contexts is accepted by the endpoint"), "{log}");
     // implicit VR only: refused too
-    let args = ["-xi", "-aet", "TESTSCU", "-aec", "HARMONY", "127.0.0.1", &hport.to_string(), f.to_str().unwrap()];
-    let (s, o) = Peer::run("storescu", &args, tmp.join("store-xi.log"));
+    let (s, o) = storescu_opts(&tmp, &["-xi"], "TESTSCU", "HARMONY", hport, &[f], "store-xi.log");
     assert!(!s.success() || o.contains("Association Rejected"), "{o}");
     assert_eq!(count_files(&out), 1);
 }
@@ -446,23 +353,11 @@ fn a_client_that_leaves_while_the_backend_is_silent_is_noticed_at_once() {
     let hport = free_port();
     let h = two_backends(hport, port, port, "", "", None); // timeout_ms = 3000
     let mut s = TcpStream::connect(("127.0.0.1", hport)).unwrap();
-    let rq = Pdu::AssociationRQ(AssociationRQ {
-        protocol_version: 1,
-        calling_ae_title: "LEAVER".into(),
-        called_ae_title: "HARMONY".into(),
-        application_context_name: "1.2.840.10008.3.1.1.1".into(),
-        presentation_contexts: vec![PresentationContextProposed {
-            id: 1,
-            abstract_syntax: VERIFICATION.into(),
-            transfer_syntaxes: vec![IMPLICIT_LE.into()],
-        }],
-        user_variables: vec![UserVariableItem::MaxLength(16384)],
-    });
-    s.write_all(&dimse::encode(&rq).unwrap()).unwrap();
+    s.write_all(&raw_rq("LEAVER", "HARMONY")).unwrap();
     let (_backend_side, _) = l.accept().unwrap();
     let started = Instant::now();
     drop(s);
-    let log = wait_log(&h, "client closed during association negotiation");
+    let log = h.wait_stderr("client closed during association negotiation");
     assert!(log.contains("calling=LEAVER") && log.contains("client closed during association negotiation"), "{log}");
     assert!(started.elapsed() < Duration::from_secs(2), "noticed only after {:?}", started.elapsed());
 }
@@ -497,20 +392,11 @@ fn a_reload_routes_new_associations_while_open_ones_keep_their_backend() {
         return;
     }
     let tmp = TempDir::new("dicom-reload");
-    let (da, db) = (tmp.join("a"), tmp.join("b"));
-    fs::create_dir_all(&da).unwrap();
-    fs::create_dir_all(&db).unwrap();
-    let (pa, pb) = (free_port(), free_port());
-    let mut a = Peer::spawn(
-        "storescp",
-        &["-v", "--fork", "--aetitle", "STORESCP", "--output-directory", da.to_str().unwrap(), &pa.to_string()],
-        tmp.join("a.log"),
-    );
-    a.wait_listening(pa);
-    let (_b, pb2) = storescp(&tmp, &db);
-    let _ = pb;
+    let (da, db) = (dir_in(&tmp, "a"), dir_in(&tmp, "b"));
+    let (a, pa) = storescp_opts(&tmp, &da, "STORESCP", &["-v", "--fork"]);
+    let (_b, pb) = storescp(&tmp, &db);
     let hport = free_port();
-    let h = two_backends(hport, pa, pb2, "", "", None);
+    let h = two_backends(hport, pa, pb, "", "", None);
     // an association opened before the reload, to pacs_a
     let mut held = hold_association(hport, "HOLDER");
     thread::sleep(Duration::from_millis(100));
@@ -525,7 +411,7 @@ fn a_reload_routes_new_associations_while_open_ones_keep_their_backend() {
     )
     .unwrap();
     common::signal(h.pid(), "HUP");
-    let log = wait_log(&h, "generation 2");
+    let log = h.wait_stderr("generation 2");
     assert!(log.contains("generation 2"), "{log}");
     let (s, o) = store_one(&tmp, "TESTSCU", hport, "after");
     assert!(s.success(), "{o}\n{}", h.stderr());

@@ -9,8 +9,8 @@
 mod common;
 
 use common::dicom::{
-    dataset_dumps, dcmqrscp, dump_value, files_in, harmony_with_scripts, have_dcmtk, have_tools, shipped_script,
-    storescp_as, storescu, wait_files, Instance, Peer, UID_ROOT,
+    dataset_dumps, dcmqrscp, dump_value, echoscu_as, files_in, have_dcmtk, have_tools, shipped_script, storescp_as,
+    storescu, storescu_opts, wait_files, DicomConfig, Instance, Peer, UID_ROOT,
 };
 use common::lua::log_line;
 use common::orthanc::{have_orthanc, Orthanc, ORTHANC_AET};
@@ -23,47 +23,9 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::Duration;
 
-/// Config text: a dicom listener on `hport`, endpoint `HARMONY`, pipeline
-/// `imaging` with the lua middleware `(name, options inline table body)` in
-/// order and dicom backends `(name, AE, port)` (the first is the default).
-fn dicom_config(hport: u16, middleware: &[(&str, &str)], backends: &[(&str, &str, u16)]) -> String {
-    let quoted = |v: Vec<&str>| v.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", ");
-    let mut s = format!(
-        r#"[network.imaging.dicom]
-bind_address = "127.0.0.1"
-bind_port = {hport}
-
-[pipelines.imaging]
-networks = ["imaging"]
-endpoints = ["dicom_in"]
-middleware = [{}]
-backends = [{}]
-
-[endpoints.dicom_in]
-service = "dicom"
-options = {{ ae_title = "HARMONY" }}
-"#,
-        quoted(middleware.iter().map(|m| m.0).collect()),
-        quoted(backends.iter().map(|b| b.0).collect()),
-    );
-    for (name, options) in middleware {
-        s.push_str(&format!("\n[middleware.{name}]\ntype = \"lua\"\noptions = {{ {options} }}\n"));
-    }
-    for (name, aet, port) in backends {
-        s.push_str(&format!(
-            "\n[backends.{name}]\nservice = \"dicom\"\noptions = {{ aet = \"{aet}\", host = \"127.0.0.1\", port = {port}, timeout_ms = 3000 }}\n"
-        ));
-    }
-    s
-}
-
+/// `storescu -v -aet CALLING -aec HARMONY 127.0.0.1 PORT FILES...` (one association).
 fn store_as(tmp: &TempDir, calling: &str, port: u16, files: &[PathBuf], log: &str) -> (ExitStatus, String) {
-    let mut args: Vec<String> =
-        ["-v", "-aet", calling, "-aec", "HARMONY", "127.0.0.1"].iter().map(|s| s.to_string()).collect();
-    args.push(port.to_string());
-    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Peer::run("storescu", &args, tmp.join(log))
+    storescu_opts(tmp, &["-v"], calling, "HARMONY", port, files, log)
 }
 
 // ------------------------------------------------------------ deidentify.lua
@@ -93,15 +55,13 @@ fn deidentify_lua_stores_deidentified_instances_into_orthanc() {
     fs::create_dir_all(&src).unwrap();
     let orthanc = Orthanc::start(&bin, &tmp);
     let hport = free_port();
-    let cfg = dicom_config(
-        hport,
-        &[(
+    let h = DicomConfig::new(hport)
+        .lua(
             "deid",
             &format!("script = \"dicom/deidentify.lua\", secret = \"{SECRET}\", patient_id_prefix = \"ANON-\""),
-        )],
-        &[("pacs", ORTHANC_AET, orthanc.dicom)],
-    );
-    let h = harmony_with_scripts("deid-orthanc", hport, &[("dicom/deidentify.lua", &script)], &cfg);
+        )
+        .backend("pacs", ORTHANC_AET, orthanc.dicom, "")
+        .start("deid-orthanc", &[("dicom/deidentify.lua", &script)]);
 
     // study A: two instances of one patient (two series); study B: another patient
     let a = |series: u32, i: u32| Instance {
@@ -209,8 +169,10 @@ fn ae_router_lua_routes_calling_aes_to_their_backends() {
     let backends = [("pacs_c", "SCP_C", scps[2].1), ("pacs_a", "SCP_A", scps[0].1), ("pacs_b", "SCP_B", scps[1].1)];
     let routes = "routes = { CT_A = \"pacs_a\", MR_B = \"pacs_b\" }";
     let hport = free_port();
-    let cfg = dicom_config(hport, &[("by_ae", &format!("script = \"dicom/ae_router.lua\", {routes}"))], &backends);
-    let h = harmony_with_scripts("ae-router", hport, &[("dicom/ae_router.lua", &script)], &cfg);
+    let h = DicomConfig::new(hport)
+        .lua("by_ae", &format!("script = \"dicom/ae_router.lua\", {routes}"))
+        .backends(&backends)
+        .start("ae-router", &[("dicom/ae_router.lua", &script)]);
     let file = |n: u32| {
         Instance { sop_uid: format!("{UID_ROOT}.91.{n}"), ..Instance::default() }.write(&src, &format!("f{n}"))
     };
@@ -234,21 +196,14 @@ fn ae_router_lua_routes_calling_aes_to_their_backends() {
 
     // strict: a caller not in routes is rejected
     let hport = free_port();
-    let cfg = dicom_config(
-        hport,
-        &[("by_ae", &format!("script = \"dicom/ae_router.lua\", strict = true, {routes}"))],
-        &backends,
-    );
-    let h = harmony_with_scripts("ae-router-strict", hport, &[("dicom/ae_router.lua", &script)], &cfg);
-    let (status, out) = Peer::run(
-        "echoscu",
-        &["-aet", "OTHER", "-aec", "HARMONY", "127.0.0.1", &hport.to_string()],
-        tmp.join("e1.log"),
-    );
+    let h = DicomConfig::new(hport)
+        .lua("by_ae", &format!("script = \"dicom/ae_router.lua\", strict = true, {routes}"))
+        .backends(&backends)
+        .start("ae-router-strict", &[("dicom/ae_router.lua", &script)]);
+    let (status, out) = echoscu_as(&tmp, "OTHER", "HARMONY", hport, "e1.log");
     assert!(!status.success(), "{out}");
     assert!(out.contains("Calling AE Title Not Recognized"), "{out}");
-    let (status, out) =
-        Peer::run("echoscu", &["-aet", "MR_B", "-aec", "HARMONY", "127.0.0.1", &hport.to_string()], tmp.join("e2.log"));
+    let (status, out) = echoscu_as(&tmp, "MR_B", "HARMONY", hport, "e2.log");
     assert!(status.success(), "{out}\n{}", h.stderr());
     log_line(&h, "calling=MR_B called=HARMONY backend=pacs_b ");
 }
@@ -285,12 +240,10 @@ fn cfind_fixer_lua_finds_with_a_lower_case_name_what_the_wildcard_finds_directly
     let (status, out) = storescu(&tmp, "QR_SCP", qr_port, &files, "seed.log");
     assert!(status.success(), "seeding dcmqrscp: {out}");
     let hport = free_port();
-    let cfg = dicom_config(
-        hport,
-        &[("find_fix", "script = \"dicom/cfind_fixer.lua\", return_keys = [\"StudyDate\"]")],
-        &[("pacs", "QR_SCP", qr_port)],
-    );
-    let h = harmony_with_scripts("cfind-fixer", hport, &[("dicom/cfind_fixer.lua", &script)], &cfg);
+    let h = DicomConfig::new(hport)
+        .lua("find_fix", "script = \"dicom/cfind_fixer.lua\", return_keys = [\"StudyDate\"]")
+        .backend("pacs", "QR_SCP", qr_port, "")
+        .start("cfind-fixer", &[("dicom/cfind_fixer.lua", &script)]);
 
     let find = |label: &str, called: &str, port: u16, keys: &[&str]| -> Vec<String> {
         let dir = tmp.join(&format!("find-{label}"));

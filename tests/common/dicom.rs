@@ -5,6 +5,7 @@
 //! DICOM listener and one DICOM backend. Every wait is bounded.
 
 use super::{port_open, Harmony, TempDir};
+use dimse::pdu::{AssociationRQ, Pdu, PresentationContextProposed, UserVariableItem};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::unix::process::CommandExt;
@@ -16,6 +17,10 @@ use std::time::{Duration, Instant};
 /// No single DCMTK run or readiness wait may take longer than this.
 pub const LIMIT: Duration = Duration::from_secs(20);
 pub const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+/// The DICOM application context name.
+pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 /// The UID root of the test data.
 pub const UID_ROOT: &str = "1.2.826.0.1.3680043.2.1125";
 
@@ -180,12 +185,17 @@ pub fn storescp(tmp: &TempDir, dir: &Path) -> (Peer, u16) {
 
 /// storescp with AE title `aet` on a free port, writing into `dir`.
 pub fn storescp_as(tmp: &TempDir, dir: &Path, aet: &str) -> (Peer, u16) {
+    storescp_opts(tmp, dir, aet, &[])
+}
+
+/// `storescp OPTS... --aetitle AET --output-directory DIR PORT` on a free
+/// port (e.g. `-v`, `--fork`); waits until it listens.
+pub fn storescp_opts(tmp: &TempDir, dir: &Path, aet: &str, opts: &[&str]) -> (Peer, u16) {
     let port = super::free_port();
-    let mut p = Peer::spawn(
-        "storescp",
-        &["--aetitle", aet, "--output-directory", dir.to_str().unwrap(), &port.to_string()],
-        tmp.join(&format!("storescp-{port}.log")),
-    );
+    let port_s = port.to_string();
+    let mut args = opts.to_vec();
+    args.extend(["--aetitle", aet, "--output-directory", dir.to_str().unwrap(), &port_s]);
+    let mut p = Peer::spawn("storescp", &args, tmp.join(&format!("storescp-{port}.log")));
     p.wait_listening(port);
     (p, port)
 }
@@ -311,44 +321,171 @@ pub fn harmony_dicom(
     endpoint_extra: &str,
     backend_extra: &str,
 ) -> Harmony {
-    let toml = format!(
-        r#"[proxy]
-id = "dicom-test"
-log_level = "info"
+    DicomConfig::new(hport)
+        .endpoint(endpoint_extra)
+        .backend("pacs", backend_aet, backend_port, backend_extra)
+        .start("dicom", &[])
+}
 
-[network.imaging.dicom]
+/// The config of the DICOM tests after `[proxy]`, built step by step: a
+/// DICOM listener `imaging` on 127.0.0.1:`hport`, endpoint `dicom_in`
+/// (called AE `HARMONY`) and pipeline `imaging` with Lua middleware and
+/// DICOM backends (timeout_ms = 3000) in the order they are added.
+pub struct DicomConfig {
+    hport: u16,
+    listener: String,
+    endpoint: String,
+    middleware: Vec<String>,
+    pipeline_backends: Vec<String>,
+    sections: String,
+}
+
+impl DicomConfig {
+    pub fn new(hport: u16) -> DicomConfig {
+        DicomConfig {
+            hport,
+            listener: String::new(),
+            endpoint: String::new(),
+            middleware: Vec::new(),
+            pipeline_backends: Vec::new(),
+            sections: String::new(),
+        }
+    }
+
+    /// Extra lines of the listener (e.g. `max_pdu = 16384`).
+    pub fn listener(mut self, lines: &str) -> Self {
+        self.listener.push_str(lines);
+        self
+    }
+
+    /// Appended to the endpoint's inline options (e.g. `, echo = "local"`).
+    pub fn endpoint(mut self, options: &str) -> Self {
+        self.endpoint.push_str(options);
+        self
+    }
+
+    /// A lua middleware of the pipeline; `options` is the body of its inline
+    /// options table (e.g. `script = "s.lua"`).
+    pub fn lua(mut self, name: &str, options: &str) -> Self {
+        self.middleware.push(name.to_string());
+        self.sections.push_str(&format!("\n[middleware.{name}]\ntype = \"lua\"\noptions = {{ {options} }}\n"));
+        self
+    }
+
+    /// A DICOM backend of the pipeline (the first one added is the default);
+    /// `extra` is appended to its inline options.
+    pub fn backend(mut self, name: &str, aet: &str, port: u16, extra: &str) -> Self {
+        self.pipeline_backends.push(name.to_string());
+        self.other_backend(name, aet, port, extra)
+    }
+
+    /// `backend(name, aet, port, "")` for each `(name, aet, port)`.
+    pub fn backends(self, list: &[(&str, &str, u16)]) -> Self {
+        list.iter().fold(self, |c, (name, aet, port)| c.backend(name, aet, *port, ""))
+    }
+
+    /// A DICOM backend that is not one of the pipeline's (e.g. a move destination).
+    pub fn other_backend(mut self, name: &str, aet: &str, port: u16, extra: &str) -> Self {
+        self.sections.push_str(&format!(
+            "\n[backends.{name}]\nservice = \"dicom\"\n\
+             options = {{ aet = \"{aet}\", host = \"127.0.0.1\", port = {port}, timeout_ms = 3000{extra} }}\n"
+        ));
+        self
+    }
+
+    /// Verbatim TOML after everything else (e.g. a management section).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.sections.push_str(toml);
+        self
+    }
+
+    /// The config text.
+    pub fn build(&self) -> String {
+        let quoted = |v: &[String]| v.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", ");
+        let middleware = if self.middleware.is_empty() {
+            String::new()
+        } else {
+            format!("middleware = [{}]\n", quoted(&self.middleware))
+        };
+        format!(
+            r#"[network.imaging.dicom]
 bind_address = "127.0.0.1"
-bind_port = {hport}
+bind_port = {}
+{}
 
 [pipelines.imaging]
 networks = ["imaging"]
 endpoints = ["dicom_in"]
-backends = ["pacs"]
+{middleware}backends = [{}]
 
 [endpoints.dicom_in]
 service = "dicom"
-options = {{ ae_title = "HARMONY"{endpoint_extra} }}
+options = {{ ae_title = "HARMONY"{} }}
+{}"#,
+            self.hport,
+            self.listener,
+            quoted(&self.pipeline_backends),
+            self.endpoint,
+            self.sections
+        )
+    }
 
-[backends.pacs]
-service = "dicom"
-options = {{ aet = "{backend_aet}", host = "127.0.0.1", port = {backend_port}, timeout_ms = 3000{backend_extra} }}
-"#
-    );
-    Harmony::start("dicom", &toml, hport)
+    /// Harmony with this config and `scripts` (see `harmony_with_scripts`).
+    pub fn start(&self, tag: &str, scripts: &[(&str, &str)]) -> Harmony {
+        harmony_with_scripts(tag, self.hport, scripts, &self.build())
+    }
+}
+
+/// An encoded A-ASSOCIATE-RQ from `calling` to `called` proposing
+/// Verification in implicit VR little endian, with a 16 KB Maximum Length.
+pub fn raw_rq(calling: &str, called: &str) -> Vec<u8> {
+    let rq = Pdu::AssociationRQ(AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: calling.into(),
+        called_ae_title: called.into(),
+        application_context_name: APPLICATION_CONTEXT.into(),
+        presentation_contexts: vec![PresentationContextProposed {
+            id: 1,
+            abstract_syntax: VERIFICATION.into(),
+            transfer_syntaxes: vec![IMPLICIT_LE.into()],
+        }],
+        user_variables: vec![
+            UserVariableItem::MaxLength(16384),
+            UserVariableItem::ImplementationClassUID(format!("{UID_ROOT}.99")),
+        ],
+    });
+    dimse::encode(&rq).unwrap()
 }
 
 /// `echoscu -aet TESTSCU -aec CALLED 127.0.0.1 PORT`.
 pub fn echoscu(tmp: &TempDir, called: &str, port: u16, log: &str) -> (ExitStatus, String) {
-    Peer::run("echoscu", &["-aet", "TESTSCU", "-aec", called, "127.0.0.1", &port.to_string()], tmp.join(log))
+    echoscu_as(tmp, "TESTSCU", called, port, log)
+}
+
+/// `echoscu -aet CALLING -aec CALLED 127.0.0.1 PORT`.
+pub fn echoscu_as(tmp: &TempDir, calling: &str, called: &str, port: u16, log: &str) -> (ExitStatus, String) {
+    Peer::run("echoscu", &["-aet", calling, "-aec", called, "127.0.0.1", &port.to_string()], tmp.join(log))
 }
 
 /// `storescu -aet TESTSCU -aec CALLED 127.0.0.1 PORT FILES...` (one association).
 pub fn storescu(tmp: &TempDir, called: &str, port: u16, files: &[PathBuf], log: &str) -> (ExitStatus, String) {
-    let mut args: Vec<String> =
-        ["-aet", "TESTSCU", "-aec", called, "127.0.0.1"].iter().map(|s| s.to_string()).collect();
-    args.push(port.to_string());
-    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    storescu_opts(tmp, &[], "TESTSCU", called, port, files, log)
+}
+
+/// `storescu OPTS... -aet CALLING -aec CALLED 127.0.0.1 PORT FILES...` (one association).
+pub fn storescu_opts(
+    tmp: &TempDir,
+    opts: &[&str],
+    calling: &str,
+    called: &str,
+    port: u16,
+    files: &[PathBuf],
+    log: &str,
+) -> (ExitStatus, String) {
+    let port = port.to_string();
+    let mut args = opts.to_vec();
+    args.extend(["-aet", calling, "-aec", called, "127.0.0.1", &port]);
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
     Peer::run("storescu", &args, tmp.join(log))
 }
 
@@ -490,6 +627,21 @@ pub fn dump_value(dump: &str, tag: &str) -> Option<String> {
         return Some(v.split_whitespace().next().unwrap_or("").to_string());
     }
     Some(value.split("  ").next().unwrap_or("").trim().to_string())
+}
+
+/// `SOPInstanceUID → data set dump` of each of `files` (a UID seen twice
+/// keeps the last dump).
+pub fn dumps_by_sop_uid(files: &[PathBuf]) -> BTreeMap<String, String> {
+    dataset_dumps(files).into_iter().map(|d| (dump_value(&d, "(0008,0018)").unwrap(), d)).collect()
+}
+
+/// The seeded instances of study `n` (see `seed_archive`): SOPInstanceUID →
+/// data set dump of the original file.
+pub fn seeded_study(seeded: &[(Instance, PathBuf)], n: u32) -> BTreeMap<String, String> {
+    let files: Vec<PathBuf> =
+        seeded.iter().filter(|(i, _)| i.study_uid == seed_study_uid(n)).map(|(_, f)| f.clone()).collect();
+    assert!(!files.is_empty(), "no seeded instances of study {n}");
+    dumps_by_sop_uid(&files)
 }
 
 /// `SOPInstanceUID → data set dump` of every file in `dir`.

@@ -255,6 +255,13 @@ impl Harmony {
         fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Everything on stderr once it contains `needle`, or after 5 s without
+    /// it (a failure guard: the caller asserts on the text).
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        eventually(Duration::from_secs(5), || self.stderr().contains(needle));
+        self.stderr()
+    }
+
     /// True while the process has not exited.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
