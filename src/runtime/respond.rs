@@ -338,7 +338,7 @@ impl Worker {
             let pipeline = ex.ctx.as_ref().map_or("-", |x| ex.gen.pipelines[x.pipeline].name.as_str());
             m.record(pipeline, status, elapsed.as_secs_f64());
         }
-        if !ex.gen.settings.access_log {
+        if !ex.gen.settings.access_log || !log::log_enabled!(target: "access", log::Level::Info) {
             return;
         }
         let upstream = match (ex.up_addr, &ex.ctx) {

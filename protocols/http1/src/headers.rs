@@ -193,32 +193,48 @@ const HOP_BY_HOP: [&str; 7] =
 /// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
 /// Upgrade (ASCII case-insensitive).
 pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    is_hop_by_hop_bytes(name.as_bytes())
+}
+
+fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
+    // every name in the set starts with c, k, p, t or u: most fields are
+    // ruled out on their first byte
+    match name.first().map(u8::to_ascii_lowercase) {
+        Some(b'c' | b'k' | b'p' | b't' | b'u') => HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name)),
+        _ => false,
+    }
 }
 
 /// Remove hop-by-hop fields, including every field named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut Headers) {
-    // Two passes without allocating: first drop the fields that Connection
-    // names (Connection itself must still be live to be read), then drop the
-    // fixed hop-by-hop set, Connection included. Most messages carry no
-    // Connection field, so the quadratic first pass is usually skipped.
-    let has_connection =
-        headers.entries.iter().any(|e| e.live && headers.name_bytes(e).eq_ignore_ascii_case(b"connection"));
-    for i in 0..if has_connection { headers.entries.len() } else { 0 } {
-        let kill = match headers.entries.get(i) {
-            Some(e) if e.live => {
-                let name = headers.name_of(e);
-                !is_hop_by_hop(name) && headers.has_token("connection", name)
+    // Without allocating: for each element of each Connection field that is
+    // not itself a hop-by-hop name (those go anyway), drop the fields it
+    // names; then drop the fixed hop-by-hop set,
+    // Connection included.
+    let Headers { bytes, entries } = headers;
+    for ci in 0..entries.len() {
+        let conn = &entries[ci];
+        if !conn.live || !bytes[conn.name.clone()].eq_ignore_ascii_case(b"connection") {
+            continue;
+        }
+        let value = conn.value.clone();
+        for token in bytes[value].split(|&b| b == b',') {
+            let token = trim_ows(token);
+            if token.is_empty() || is_hop_by_hop_bytes(token) {
+                continue;
             }
-            _ => false,
-        };
-        if kill {
-            if let Some(e) = headers.entries.get_mut(i) {
-                e.live = false;
+            for e in entries.iter_mut() {
+                if e.live && bytes[e.name.clone()].eq_ignore_ascii_case(token) {
+                    e.live = false;
+                }
             }
         }
     }
-    headers.retain(|name, _| !is_hop_by_hop(name));
+    for e in entries.iter_mut() {
+        if e.live && is_hop_by_hop_bytes(&bytes[e.name.clone()]) {
+            e.live = false;
+        }
+    }
 }
 
 /// True if `name` is a valid field name (a non-empty RFC 9110 token), i.e.
