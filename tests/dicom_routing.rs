@@ -421,3 +421,35 @@ fn a_reload_routes_new_associations_while_open_ones_keep_their_backend() {
     assert_eq!(raw_echo(&mut held, 7), 0x0000);
     assert!(a.output().contains("Received Echo Request"), "{}", a.output());
 }
+
+#[test]
+fn two_endpoints_with_their_own_ae_titles_share_one_listener() {
+    if !have_dcmtk() {
+        return;
+    }
+    let tmp = TempDir::new("dicom-two-endpoints");
+    let (da, db) = (dir_in(&tmp, "a"), dir_in(&tmp, "b"));
+    let (_a, pa) = storescp(&tmp, &da);
+    let (_b, pb) = storescp(&tmp, &db);
+    let hport = free_port();
+    let h = DicomConfig::new(hport)
+        .backend("pacs_a", "STORESCP", pa, "")
+        .extra(&format!(
+            "\n[pipelines.second]\nnetworks = [\"imaging\"]\nendpoints = [\"dicom_b\"]\nbackends = [\"pacs_c\"]\n\n\
+             [endpoints.dicom_b]\nservice = \"dicom\"\noptions = {{ ae_title = \"HARMONY_B\" }}\n\n\
+             [backends.pacs_c]\nservice = \"dicom\"\noptions = {{ aet = \"STORESCP\", host = \"127.0.0.1\", port = {pb} }}\n"
+        ))
+        .start("dicom-two-endpoints", &[]);
+    let dir = dir_in(&tmp, "in");
+    let f1 = make_file(&dir, "one", &format!("{UID_ROOT}.11.1"));
+    let f2 = make_file(&dir, "two", &format!("{UID_ROOT}.11.2"));
+    let (s, o) = storescu_opts(&tmp, &[], "TESTSCU", "HARMONY", hport, &[f1], "s1.log");
+    assert!(s.success(), "{o}\n{}", h.stderr());
+    let (s, o) = storescu_opts(&tmp, &[], "TESTSCU", "HARMONY_B", hport, &[f2], "s2.log");
+    assert!(s.success(), "{o}\n{}", h.stderr());
+    wait_files(&da, 1);
+    wait_files(&db, 1);
+    assert_eq!((count_files(&da), count_files(&db)), (1, 1));
+    let log = h.wait_stderr("called=HARMONY_B");
+    assert!(log.contains("called=HARMONY_B backend=pacs_c"), "{log}");
+}
