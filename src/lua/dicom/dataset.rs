@@ -3,6 +3,7 @@
 //! only when a script changed it. Plus the addressing of nested items and
 //! the keyword/tag/VR look-ups shared with the Lua side. No mlua here.
 
+use super::raw::Raw;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::value::{DataSetSequence, Value as DicomValue};
 use dicom_core::{DataElement, Length, Tag, VR};
@@ -20,6 +21,21 @@ pub struct Dataset {
     ts: String,
     parsed: Option<InMemDicomObject>,
     changed: bool,
+    fast: Fast,
+}
+
+/// The raw fast path (`raw.rs`) of a data set not parsed yet.
+#[derive(Debug)]
+enum Fast {
+    /// Not looked at yet.
+    Untried,
+    /// The index is built; changes so far are its patches.
+    Ready(Raw),
+    /// Parsing failed after changes were made raw: the patches still make
+    /// the bytes to send, but nothing more goes through the fast path.
+    Frozen(Raw),
+    /// Not available (unsound bytes, transfer syntax) or already handed over.
+    Off,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -29,6 +45,7 @@ impl std::fmt::Debug for Dataset {
             .field("transfer_syntax", &self.ts)
             .field("parsed", &self.parsed.is_some())
             .field("changed", &self.changed)
+            .field("fast", &matches!(self.fast, Fast::Ready(_)))
             .finish()
     }
 }
@@ -55,7 +72,7 @@ fn transfer_syntax(uid: &str) -> Result<&'static dicom_encoding::TransferSyntax,
 impl Dataset {
     /// A data set as received, in `transfer_syntax` (a UID).
     pub fn new(raw: Vec<u8>, transfer_syntax: &str) -> Dataset {
-        Dataset { raw, ts: transfer_syntax.to_string(), parsed: None, changed: false }
+        Dataset { raw, ts: transfer_syntax.to_string(), parsed: None, changed: false, fast: Fast::Untried }
     }
 
     /// Whether a script changed it.
@@ -71,8 +88,9 @@ impl Dataset {
     /// The bytes to send: the original bytes when no script changed it,
     /// else re-encoded in the same transfer syntax.
     pub fn into_bytes(self) -> Result<Vec<u8>, String> {
-        let obj = match self.parsed {
-            Some(obj) if self.changed => obj,
+        let obj = match (self.parsed, self.fast) {
+            (Some(obj), _) if self.changed => obj,
+            (None, Fast::Ready(r) | Fast::Frozen(r)) if r.is_patched() => return Ok(r.splice(&self.raw)),
             _ => return Ok(self.raw),
         };
         let ts = transfer_syntax(&self.ts)?;
@@ -84,24 +102,74 @@ impl Dataset {
         Ok(out)
     }
 
-    /// The parsed data set (parsed on first use).
+    /// The parsed data set (parsed on first use, with the changes made on
+    /// the fast path so far).
     pub(crate) fn object(&mut self) -> Result<&mut InMemDicomObject, String> {
         if self.parsed.is_none() {
-            let ts = transfer_syntax(&self.ts)?;
-            if !ts.can_decode_dataset() {
-                return Err(format!("cannot read data sets in transfer syntax {}", ts.uid()));
-            }
+            let (ts, explicit, big) = self.encoding()?;
             let raw = &self.raw[..];
-            let explicit = ts.uid() != IMPLICIT_VR_LE;
-            let big = ts.endianness() == dicom_encoding::Endianness::Big;
             super::prescan::check_lengths(raw, explicit, big)?;
             // dicom-object reports errors, but malformed input must never take
             // the worker down: a panic in the parser is a parse error too
-            let obj = catch_unwind(AssertUnwindSafe(|| parse(raw, ts.uid(), explicit)))
-                .map_err(|_| "malformed data set (parser failure)".to_string())??;
+            let parsed = catch_unwind(AssertUnwindSafe(|| parse(raw, ts.uid(), explicit)))
+                .map_err(|_| "malformed data set (parser failure)".to_string())
+                .and_then(|r| r);
+            let mut obj = match parsed {
+                Ok(obj) => obj,
+                Err(e) => {
+                    if let Fast::Ready(r) = std::mem::replace(&mut self.fast, Fast::Off) {
+                        self.fast = Fast::Frozen(r);
+                    }
+                    return Err(e);
+                }
+            };
+            if let Fast::Ready(r) = std::mem::replace(&mut self.fast, Fast::Off) {
+                r.apply(&mut obj);
+            }
             self.parsed = Some(obj);
         }
         self.parsed.as_mut().ok_or_else(|| "data set unavailable".to_string())
+    }
+
+    /// The transfer syntax, whether its VR is explicit, whether big endian.
+    fn encoding(&self) -> Result<(&'static dicom_encoding::TransferSyntax, bool, bool), String> {
+        let ts = transfer_syntax(&self.ts)?;
+        if !ts.can_decode_dataset() {
+            return Err(format!("cannot read data sets in transfer syntax {}", ts.uid()));
+        }
+        let explicit = ts.uid() != IMPLICIT_VR_LE;
+        let big = ts.endianness() == dicom_encoding::Endianness::Big;
+        Ok((ts, explicit, big))
+    }
+
+    /// The raw fast path, if the data set is not parsed yet and its bytes
+    /// allow it (the index is built on first use).
+    pub(crate) fn fast(&mut self) -> Option<(&mut Raw, &[u8])> {
+        if self.parsed.is_some() {
+            return None;
+        }
+        if matches!(self.fast, Fast::Untried) {
+            self.fast = match self.encoding().and_then(|(_, explicit, big)| Raw::build(&self.raw, explicit, big)) {
+                Ok(r) => Fast::Ready(r),
+                Err(_) => Fast::Off,
+            };
+        }
+        match &mut self.fast {
+            Fast::Ready(r) => Some((r, &self.raw[..])),
+            _ => None,
+        }
+    }
+
+    /// Take the parsed path for everything (the differential tests).
+    #[cfg(test)]
+    pub(crate) fn without_fast_path(&mut self) {
+        self.fast = Fast::Off;
+    }
+
+    /// Whether dicom-object parsed it.
+    #[cfg(test)]
+    pub(crate) fn is_parsed(&self) -> bool {
+        self.parsed.is_some()
     }
 
     /// Mark the data set as changed (the caller just changed it).

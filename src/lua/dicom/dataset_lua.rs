@@ -4,6 +4,7 @@
 
 use super::dataset::{check_settable, item, resolve, tag_str, vr_for, with_item_mut, DatasetState, ItemPath};
 use super::msg::{DimseMsg, DimseSlot};
+use super::raw::{is_text, Raw};
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value as DicomValue, C};
 use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_object::mem::InMemElement;
@@ -66,10 +67,33 @@ impl DsUd {
         f(item(root, &self.path).map_err(bad)?)
     }
 
+    /// Run `f` on the raw fast path of the root data set (see `raw.rs`);
+    /// `f` says whether it changed something. `None`: not available here
+    /// (an item, a data set parsed already, bytes the fast path stays out
+    /// of) or `f` declined: the caller takes the parsed path.
+    fn fast<R>(&self, f: impl FnOnce(&mut Raw, &[u8]) -> Option<(R, bool)>) -> mlua::Result<Option<R>> {
+        if !self.path.is_empty() {
+            return Ok(None);
+        }
+        let mut state = self.state()?;
+        let DatasetState::Loaded(ds) = &mut state.dataset else {
+            return Err(bad("the data set is no longer available"));
+        };
+        let Some((v, changed)) = ds.fast().and_then(|(r, raw)| f(r, raw)) else { return Ok(None) };
+        if changed {
+            ds.touch();
+        }
+        Ok(Some(v))
+    }
+
     fn get(&self, lua: &Lua, tag: Tag) -> mlua::Result<Value> {
         // values are converted to plain data first, Lua objects made after
         // the borrow ends (a Lua allocation may run a script's finalizer)
-        let plain = self.read(|obj| Ok(obj.get(tag).map(to_plain)))?;
+        let fast = self.fast(|r, raw| r.get(raw, tag).map(|v| (v, false)))?;
+        let plain = match fast {
+            Some(v) => v.map(|(vr, p)| to_plain(&DataElement::new(tag, vr, p))),
+            None => self.read(|obj| Ok(obj.get(tag).map(to_plain)))?,
+        };
         match plain {
             None => Ok(Value::Nil),
             Some(p) => plain_to_lua(lua, p, |i| self.child(tag, i)),
@@ -79,7 +103,17 @@ impl DsUd {
     fn set(&self, lua: &Lua, tag: Tag, value: Value, vr: Option<String>) -> mlua::Result<()> {
         check_settable(tag).map_err(bad)?;
         if value.is_nil() {
+            if self.fast(|r, _| r.delete(tag).map(|gone| ((), gone)))?.is_some() {
+                return Ok(());
+            }
             return self.with(|obj| Ok(((), obj.remove_element(tag))));
+        }
+        if let Some(vr) = self.fast(|r, _| r.vr_for(tag, vr.as_deref()).map(|vr| (vr, false)))? {
+            if let Some(p) = fast_value(vr, &value) {
+                if self.fast(|r, _| r.set(tag, vr, p).then_some(((), true)))?.is_some() {
+                    return Ok(());
+                }
+            }
         }
         // build the items of a sequence before borrowing the message: they
         // may copy other items of this same data set
@@ -89,6 +123,20 @@ impl DsUd {
             obj.put(elt);
             Ok(((), true))
         })
+    }
+}
+
+/// The value a set on the fast path stores: what `build_element` would
+/// build, for text VRs and scalar values only (anything else, errors
+/// included, is left to the parsed path).
+fn fast_value(vr: VR, value: &Value) -> Option<PrimitiveValue> {
+    if !is_text(vr) {
+        return None;
+    }
+    match value {
+        Value::String(s) if s.as_bytes().is_empty() => Some(PrimitiveValue::Empty),
+        Value::String(_) | Value::Integer(_) | Value::Number(_) => primitive(vr, value).ok(),
+        _ => None,
     }
 }
 
@@ -415,6 +463,9 @@ impl UserData for DsUd {
         });
         m.add_method("delete", |_, this, key: Value| {
             let tag = tag_arg(&key)?;
+            if let Some(gone) = this.fast(|r, _| r.delete(tag).map(|gone| (gone, gone)))? {
+                return Ok(gone);
+            }
             this.with(|obj| {
                 let gone = obj.remove_element(tag);
                 Ok((gone, gone))
@@ -422,6 +473,9 @@ impl UserData for DsUd {
         });
         m.add_method("has", |_, this, key: Value| {
             let tag = tag_arg(&key)?;
+            if let Some(has) = this.fast(|r, _| Some((r.has(tag), false)))? {
+                return Ok(has);
+            }
             this.read(|obj| Ok(obj.get(tag).is_some()))
         });
         m.add_method("vr", |_, this, key: Value| {

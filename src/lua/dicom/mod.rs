@@ -9,8 +9,11 @@ mod dataset;
 mod dataset_lua;
 mod msg;
 mod prescan;
+mod raw;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_raw;
 #[cfg(test)]
 mod tests_scripts;
 

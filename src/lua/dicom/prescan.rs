@@ -2,6 +2,9 @@
 //! The parser allocates (and zero-fills) whatever length a header declares
 //! before reading the value, so ten bytes declaring a 4 GiB value would cost
 //! 4 GiB and a minute. Every defined length must fit in the bytes left.
+//!
+//! The same walk, strict, lists the top-level elements for the raw fast
+//! path (`raw.rs`).
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::{Tag, VR};
@@ -14,13 +17,47 @@ struct Frame {
     explicit: bool,
     /// Encapsulated pixel data: items are raw fragments.
     fragments: bool,
-    /// Where a defined-length sequence ends.
+    /// Where a defined-length sequence (or, strict, item) ends.
     end: Option<usize>,
+    /// An item (strict walks only).
+    item: bool,
+}
+
+/// One top-level element: where its header and value start. It ends where
+/// the next one starts (or at the end of the data set).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Top {
+    pub tag: Tag,
+    /// The VR of the header (explicit VR only).
+    pub vr: Option<VR>,
+    pub start: usize,
+    pub value: usize,
+    /// The declared length (0xFFFF_FFFF: undefined).
+    pub len: u32,
 }
 
 /// Check that every declared length fits. `explicit`/`big_endian` describe
 /// the transfer syntax.
 pub(crate) fn check_lengths(b: &[u8], explicit: bool, big_endian: bool) -> Result<(), String> {
+    walk(b, explicit, big_endian, None)
+}
+
+/// The top-level elements, in ascending tag order; an error unless the whole
+/// structure is sound: besides `check_lengths`, every explicit VR known, no
+/// item or delimiter at the top level, sequences and items ending exactly
+/// where they declare, every undefined length closed, tags ascending.
+pub(crate) fn top_level(b: &[u8], explicit: bool, big_endian: bool) -> Result<Vec<Top>, String> {
+    let mut top = Vec::with_capacity(32);
+    walk(b, explicit, big_endian, Some(&mut top))?;
+    if top.windows(2).any(|w| w[0].tag >= w[1].tag) {
+        return Err("top-level elements out of order".into());
+    }
+    Ok(top)
+}
+
+/// The walk; `top` given: strict, and the top-level elements go there.
+fn walk(b: &[u8], explicit: bool, big_endian: bool, mut top: Option<&mut Vec<Top>>) -> Result<(), String> {
+    let strict = top.is_some();
     let u16_at = |p: usize| -> Option<u16> {
         let s: [u8; 2] = b.get(p..p + 2)?.try_into().ok()?;
         Some(if big_endian { u16::from_be_bytes(s) } else { u16::from_le_bytes(s) })
@@ -30,13 +67,18 @@ pub(crate) fn check_lengths(b: &[u8], explicit: bool, big_endian: bool) -> Resul
         Some(if big_endian { u32::from_be_bytes(s) } else { u32::from_le_bytes(s) })
     };
     let truncated = |p: usize| format!("malformed data set: truncated element header at byte {p}");
+    let unsound = |p: usize, what: &str| format!("malformed data set: {what} at byte {p}");
     let mut stack: Vec<Frame> = Vec::new();
     let mut pos = 0usize;
     while pos < b.len() {
-        while stack.last().is_some_and(|f| f.end.is_some_and(|e| pos >= e)) {
+        while let Some(end) = stack.last().and_then(|f| f.end).filter(|e| pos >= *e) {
+            if strict && pos != end {
+                return Err(unsound(pos, "an element runs past the end of its sequence or item"));
+            }
             stack.pop();
         }
         let (explicit, fragments) = stack.last().map_or((explicit, false), |f| (f.explicit, f.fragments));
+        let in_item = stack.last().is_some_and(|f| f.item);
         let (Some(group), Some(element)) = (u16_at(pos), u16_at(pos + 2)) else { return Err(truncated(pos)) };
         let tag = Tag(group, element);
         let left = |p: usize, len: u32| -> Result<(), String> {
@@ -46,24 +88,52 @@ pub(crate) fn check_lengths(b: &[u8], explicit: bool, big_endian: bool) -> Resul
             Ok(())
         };
         if group == 0xFFFE {
+            if strict && (stack.is_empty() || in_item && element == 0xE000) {
+                return Err(unsound(pos, "an item out of place"));
+            }
             let len = u32_at(pos + 4).ok_or_else(|| truncated(pos))?;
             pos += 8;
+            let open = stack.last().is_some_and(|f| f.end.is_none());
             match element {
                 0xE000 if fragments => {
                     left(pos, len)?;
                     pos += len as usize;
                 }
+                0xE000 if strict => {
+                    let end = if len == UNDEFINED {
+                        None
+                    } else {
+                        left(pos, len)?;
+                        Some(pos + len as usize)
+                    };
+                    stack.push(Frame { explicit, fragments: false, end, item: true });
+                }
                 0xE000 if len != UNDEFINED => left(pos, len)?,
-                0xE0DD if stack.last().is_some_and(|f| f.end.is_none()) => {
+                0xE00D if strict && in_item && open => {
                     stack.pop();
                 }
+                0xE0DD if strict && !in_item && open => {
+                    stack.pop();
+                }
+                0xE0DD if !strict && open => {
+                    stack.pop();
+                }
+                _ if strict => return Err(unsound(pos - 8, "a delimiter out of place")),
                 _ => {}
             }
             continue;
         }
+        if strict && !stack.is_empty() && !in_item {
+            return Err(unsound(pos, "an element outside any item"));
+        }
         let (vr, len, header) = if explicit {
             let vr_bytes = b.get(pos + 4..pos + 6).ok_or_else(|| truncated(pos))?;
-            let vr = std::str::from_utf8(vr_bytes).ok().and_then(|s| s.parse::<VR>().ok());
+            // dicom-parser reads an unknown VR as UN, with a 4-byte length
+            let known = VR::from_binary([vr_bytes[0], vr_bytes[1]]);
+            if strict && known.is_none() {
+                return Err(unsound(pos, "an unknown VR"));
+            }
+            let vr = Some(known.unwrap_or(VR::UN));
             let long = matches!(
                 vr,
                 Some(
@@ -90,6 +160,9 @@ pub(crate) fn check_lengths(b: &[u8], explicit: bool, big_endian: bool) -> Resul
         } else {
             (None, u32_at(pos + 4).ok_or_else(|| truncated(pos))?, 8)
         };
+        if let Some(top) = top.as_deref_mut().filter(|_| stack.is_empty()) {
+            top.push(Top { tag, vr, start: pos, value: pos + header, len });
+        }
         pos += header;
         let is_sq = vr == Some(VR::SQ)
             || (!explicit
@@ -97,18 +170,32 @@ pub(crate) fn check_lengths(b: &[u8], explicit: bool, big_endian: bool) -> Resul
                 && StandardDataDictionary.by_tag(tag).is_some_and(|e| e.vr().exact() == Some(VR::SQ)));
         if len == UNDEFINED {
             let frame = if tag == Tag(0x7FE0, 0x0010) && !is_sq {
-                Frame { explicit, fragments: true, end: None }
+                Frame { explicit, fragments: true, end: None, item: false }
             } else {
-                Frame { explicit: explicit && vr != Some(VR::UN), fragments: false, end: None }
+                if strict && explicit && !matches!(vr, Some(VR::SQ | VR::UN)) {
+                    return Err(unsound(pos, "an undefined length"));
+                }
+                Frame { explicit: explicit && vr != Some(VR::UN), fragments: false, end: None, item: false }
             };
             stack.push(frame);
             continue;
         }
         left(pos, len)?;
         if is_sq {
-            stack.push(Frame { explicit, fragments: false, end: Some(pos + len as usize) });
+            stack.push(Frame { explicit, fragments: false, end: Some(pos + len as usize), item: false });
         } else {
             pos += len as usize;
+        }
+    }
+    if strict {
+        while let Some(end) = stack.last().and_then(|f| f.end) {
+            if pos != end {
+                return Err(unsound(pos, "a sequence or item runs past the end"));
+            }
+            stack.pop();
+        }
+        if !stack.is_empty() {
+            return Err(unsound(pos, "an undefined length never closed"));
         }
     }
     Ok(())
@@ -125,6 +212,9 @@ mod tests {
         assert!(check_lengths(&b, false, false).is_err());
         // explicit OB with a 4 GiB length
         let b = [0x09, 0, 0x10, 0, b'O', b'B', 0, 0, 0xF0, 0xFF, 0xFF, 0xFF];
+        assert!(check_lengths(&b, true, false).is_err());
+        // an unknown VR is read as UN, with a 4-byte length: "ISO_" is 1.6 GB
+        let b = [0x08, 0, 0x05, 0, b'C', 0xF6, 10, 0, b'I', b'S', b'O', b'_', b'I', b'R'];
         assert!(check_lengths(&b, true, false).is_err());
         // a sane explicit element passes
         let b = [0x10, 0, 0x10, 0, b'P', b'N', 2, 0, b'A', b' '];
