@@ -51,6 +51,21 @@ fn shipped_fhir_example_loads() {
 }
 
 #[test]
+fn shipped_imaging_example_loads_and_builds() {
+    let c = ok(&repo("config/examples/imaging.toml"));
+    let d = c.networks["imaging"].dicom.as_ref().expect("dicom listener");
+    assert_eq!((d.max_pdu, d.max_associations, d.max_associations_per_calling_ae), (131072, 64, 8));
+    let g = crate::pipeline::Generation::build(&c, 1).unwrap();
+    let r = g.dicom_route("imaging", "HARMONY").expect("route");
+    assert!(r.local_echo);
+    assert_eq!(g.backends[r.backend].0, "pacs");
+    assert_eq!(r.calling_ae_routes.len(), 2);
+    assert_eq!(g.backends[r.move_destinations[0]].0, "ws01");
+    assert_eq!(g.lua_stages.len(), 1);
+    assert!(g.lua_stages[0].script.ends_with("scripts/dicom/deidentify.lua"));
+}
+
+#[test]
 fn relative_paths_resolve_against_the_naming_file() {
     let dir = tmp("relative");
     let main = write(
