@@ -33,8 +33,16 @@ fn ae_field(ae: &str) -> [u8; 16] {
     f
 }
 
+/// Encode a PDU the proxy makes itself (RJ, A-ABORT: these always encode).
 pub(super) fn encode(pdu: Pdu) -> Vec<u8> {
     dimse::encode(&pdu).unwrap_or_default()
+}
+
+/// Re-encode a peer's A-ASSOCIATE-RQ/-AC after changing it; None when it
+/// cannot be encoded again (e.g. an AE title dicom-ul refuses to write),
+/// or is too short to patch.
+fn reencode(pdu: Pdu) -> Option<Vec<u8>> {
+    dimse::encode(&pdu).ok().filter(|b| b.len() >= 74)
 }
 
 /// Presentation contexts the proxy answers itself: (id, reason).
@@ -167,7 +175,15 @@ impl Worker {
                     "none of the proposed presentation contexts is accepted by the endpoint".into(),
                 ));
             }
-            Some((kept, refused)) => Some((encode(Pdu::AssociationRQ(kept)), refused)),
+            Some((kept, refused)) => match reencode(Pdu::AssociationRQ(kept)) {
+                Some(bytes) => Some((bytes, refused)),
+                None => {
+                    return Err((
+                        RejectReason::CallingAeNotRecognized,
+                        "the A-ASSOCIATE-RQ cannot be re-encoded (blank or invalid AE title)".into(),
+                    ))
+                }
+            },
             None => None,
         };
         if let Some(chosen) = self.run_on_associate(d, rq, ni, ri)? {
@@ -305,22 +321,32 @@ impl Worker {
                                 });
                             }
                             ac.presentation_contexts.sort_by_key(|p| p.id);
-                            bytes = encode(Pdu::AssociationAC(ac.clone()));
+                            match reencode(Pdu::AssociationAC(ac.clone())) {
+                                Some(b) => bytes = b,
+                                None => {
+                                    self.backend_down(d, "its A-ASSOCIATE-AC cannot be re-encoded");
+                                    return Ok(true);
+                                }
+                            }
                         }
                         bytes[CALLED.start..CALLING.end].copy_from_slice(&d.client_aes);
                         relay.back_max = pdata::cap_max_length(&mut bytes, relay.cap).unwrap_or(relay.cap);
                         relay.accepted(&ac);
                         d.outcome = "accepted".into();
+                        d.result = "completed";
                         d.phase = Phase::Relay;
                         d.deadline = None;
                         d.down_bytes += bytes.len() as u64;
                         d.front.out.extend_from_slice(&bytes);
                         // PDUs that followed the AC, and what the client sent early, go through the relay
+                        d.down_bytes += rest.len() as u64;
                         relay.down.inb = rest;
                         relay.up.inb = std::mem::take(&mut d.front.inb);
+                        d.up_bytes += relay.up.inb.len() as u64;
                     }
                     Pdu::AssociationRJ(rj) => {
                         d.outcome = format!("rejected by backend ({:?}, {:?})", rj.result, rj.source);
+                        d.result = "rejected";
                         d.down_bytes += bytes.len() as u64;
                         d.front.out.extend_from_slice(&bytes);
                         self.close_dicom_back(d);
@@ -328,6 +354,7 @@ impl Worker {
                     }
                     Pdu::AbortRQ { .. } => {
                         d.outcome = "aborted by backend".into();
+                        d.result = "aborted";
                         d.down_bytes += bytes.len() as u64;
                         d.front.out.extend_from_slice(&bytes);
                         self.close_dicom_back(d);
@@ -366,11 +393,13 @@ impl Worker {
     }
 
     pub(super) fn reject_front(&mut self, d: &mut DicomConn, reason: RejectReason) {
+        d.result = "rejected";
         d.front.out.extend_from_slice(&encode(Pdu::AssociationRJ(reject(reason))));
         self.start_closing(d);
     }
 
     pub(super) fn abort_front(&mut self, d: &mut DicomConn, reason: AbortRQServiceProviderReason) {
+        d.result = "aborted";
         d.front.out.extend_from_slice(&encode(Pdu::AbortRQ { source: AbortRQSource::ServiceProvider(reason) }));
         self.start_closing(d);
     }

@@ -55,12 +55,6 @@ impl Held {
         self.data.extend_from_slice(bytes);
         Ok(())
     }
-
-    /// The response that refuses the held request (None for a response).
-    pub(super) fn refusal(&self, status: u16) -> Option<Command> {
-        let m = self.msg.borrow();
-        (!m.command.field.is_response()).then(|| Command::response_to(&m.command, status))
-    }
 }
 
 impl DicomConn {
@@ -228,6 +222,7 @@ impl Worker {
                 PROCESSING_FAILURE,
                 "Lua context could not be made",
                 complete,
+                false,
             ));
         };
         while held.next < held.stages.len() {
@@ -248,15 +243,15 @@ impl Worker {
                 }
                 DicomOutcome::Refuse(status) => {
                     let why = format!("refused by Lua on_dimse ({})", d.gen.middleware[mw].0);
-                    return Ok(self.refuse(d, up, context_id, held, status, &why, complete));
+                    return Ok(self.refuse(d, up, context_id, held, status, &why, complete, true));
                 }
                 DicomOutcome::Failed { error_id } => {
                     let why = format!("error_id={error_id} Lua on_dimse failed ({})", d.gen.middleware[mw].0);
-                    return Ok(self.refuse(d, up, context_id, held, PROCESSING_FAILURE, &why, complete));
+                    return Ok(self.refuse(d, up, context_id, held, PROCESSING_FAILURE, &why, complete, false));
                 }
                 DicomOutcome::Reject(_) => {
                     let why = "harmony.reject used in on_dimse".to_string();
-                    return Ok(self.refuse(d, up, context_id, held, PROCESSING_FAILURE, &why, complete));
+                    return Ok(self.refuse(d, up, context_id, held, PROCESSING_FAILURE, &why, complete, false));
                 }
             }
         }
@@ -273,7 +268,7 @@ impl Worker {
                     Err(e) => {
                         let why = format!("data set could not be encoded after on_dimse: {e}");
                         held.msg.borrow_mut().command = cmd;
-                        return Ok(self.refuse(d, up, context_id, held, PROCESSING_FAILURE, &why, true));
+                        return Ok(self.refuse(d, up, context_id, held, PROCESSING_FAILURE, &why, true, false));
                     }
                 };
                 self.forward_command(d, up, context_id, &cmd, &held.raw, changed);
@@ -287,10 +282,13 @@ impl Worker {
     }
 
     /// Refuse a held message: a request is answered to its sender with
-    /// `status` (after its data set, if one is still arriving); a response
-    /// goes on with `status` and without its data set.
+    /// `status` (after its data set, if one is still arriving); a final
+    /// response goes on with `status` and without its data set; a pending
+    /// response (a C-FIND match, a C-GET/C-MOVE progress report) is dropped
+    /// — as a script's choice (`by_script`), or else with the request marked
+    /// failed so its final response carries `status` (nothing lost silently).
     #[allow(clippy::too_many_arguments)]
-    fn refuse(
+    pub(super) fn refuse(
         &mut self,
         d: &mut DicomConn,
         up: bool,
@@ -299,16 +297,32 @@ impl Worker {
         status: u16,
         why: &str,
         complete: bool,
+        by_script: bool,
     ) -> Option<Current> {
         log::warn!("dicom {} assoc={}: {why}: status {status:#06x}", d.peer, d.id);
         let m = held.msg.borrow();
         let has_data = m.command.has_data_set;
         let still_arriving = has_data && !complete;
         if m.command.field.is_response() {
-            let mut cmd = m.command.clone();
-            cmd.status = Some(status);
-            cmd.has_data_set = false;
-            d.send_command(!up, context_id, &cmd.encode());
+            let pending = m.command.status.is_some_and(|s| s == 0xFF00 || s == 0xFF01);
+            if pending && !by_script {
+                let id = m.command.message_id_being_responded_to.unwrap_or(0);
+                if let Some(o) = d
+                    .relay
+                    .as_mut()
+                    .and_then(|r| r.outstanding.iter_mut().find(|o| o.from_client != up && o.message_id == id))
+                {
+                    o.failed = Some(status);
+                }
+            }
+            if !pending {
+                let mut cmd = m.command.clone();
+                cmd.status = Some(status);
+                cmd.has_data_set = false;
+                drop(m);
+                self.track(d, up, &cmd);
+                d.send_command(!up, context_id, &cmd.encode());
+            }
             return still_arriving.then_some(Current { context_id, mode: Mode::Drop { reply: None } });
         }
         let mut rsp = Command::response_to(&m.command, status);

@@ -103,6 +103,9 @@ pub(crate) struct DicomConn {
     called: String,
     backend: String,
     outcome: String,
+    /// How it ended, for the metrics: completed (the AC was relayed and
+    /// nothing failed), aborted, rejected, or failed (no AC relayed).
+    result: &'static str,
     routed: Option<Routed>,
     relay: Option<Box<Relay>>,
     /// Bytes client → backend and backend → client.
@@ -144,6 +147,7 @@ impl Worker {
             called: "-".into(),
             backend: "-".into(),
             outcome: "closed before A-ASSOCIATE-RQ".into(),
+            result: "failed",
             routed: None,
             relay: None,
             up_bytes: 0,
@@ -243,6 +247,7 @@ impl Worker {
             _ => {
                 if d.phase == Phase::Relay {
                     d.outcome = format!("{}, then {e}", d.outcome);
+                    d.result = "aborted";
                 } else if d.phase == Phase::ReadRq {
                     d.outcome = format!("client: {e}");
                 }
@@ -334,22 +339,12 @@ impl Worker {
         };
         let quiet = d.calling == "-" && d.front.inb.is_empty() && d.outcome.starts_with("closed before");
         if !quiet {
-            let result = if d.outcome.starts_with("rejected") {
-                "rejected"
-            } else if d.relay.is_some() {
-                if d.outcome.contains("abort") || d.outcome.contains("timeout") || d.outcome.contains("protocol") {
-                    "aborted"
-                } else {
-                    "completed"
-                }
-            } else {
-                "failed"
-            };
+            let result = d.result;
             if let Ok(mut m) = self.shared.metrics[self.index].lock() {
                 m.record_association(&pipeline, result, d.up_bytes, d.down_bytes);
             }
         }
-        if self.gen.settings.access_log && !quiet {
+        if d.gen.settings.access_log && !quiet {
             let messages = d.relay.as_ref().map_or(0, |r| r.messages);
             log::info!(
                 target: "access",

@@ -42,6 +42,9 @@ pub(super) struct Outstanding {
     pub responses: u32,
     /// The C-MOVE was registered for delivery through the proxy.
     pub proxied_move: bool,
+    /// A pending response to it could not be passed on (too large for a
+    /// stage): the final response carries this status instead.
+    pub failed: Option<u16>,
 }
 
 /// What happens to the data set of the message in flight.
@@ -195,6 +198,7 @@ impl Worker {
             relay.up.inb.clear();
             relay.down.inb.clear();
             d.outcome.push_str(", a peer closed in the middle of a PDU");
+            d.result = "aborted";
             progress = true;
         }
         // an idle association (or one half-closed side that stays silent)
@@ -226,6 +230,9 @@ impl Worker {
             }
             _ => {
                 d.outcome.push_str(if half_closed { ", closed after linger" } else { ", idle timeout" });
+                if !half_closed {
+                    d.result = "aborted";
+                }
                 d.phase = Phase::Closed;
             }
         }
@@ -235,6 +242,7 @@ impl Worker {
     pub(super) fn relay_abort(&mut self, d: &mut DicomConn, why: &str) {
         log::warn!("dicom {} assoc={}: {why}; aborting", d.peer, d.id);
         d.outcome = why.to_string();
+        d.result = "aborted";
         let abort = encode(Pdu::AbortRQ {
             source: AbortRQSource::ServiceProvider(AbortRQServiceProviderReason::ReasonNotSpecified),
         });
@@ -275,7 +283,10 @@ impl Worker {
                 match kind {
                     RELEASE_RQ => d.outcome = format!("release requested by the {from}"),
                     RELEASE_RP => d.outcome = "released".into(),
-                    ABORT => d.outcome = format!("aborted by the {from}"),
+                    ABORT => {
+                        d.outcome = format!("aborted by the {from}");
+                        d.result = "aborted";
+                    }
                     _ => {
                         break Err(format!(
                             "protocol error: the {from} sent PDU type {kind:#04x} after the association was set up"
@@ -377,16 +388,19 @@ impl Worker {
                 }
                 Mode::Hold(held) => {
                     if let Err(e) = held.push(item.data) {
-                        // too large for a stage: refuse the message
-                        let rsp = held.refusal(super::hooks::OUT_OF_RESOURCES);
-                        log::warn!("dicom {} assoc={}: {e}", d.peer, d.id);
-                        c.mode = Mode::Drop { reply: rsp.map(Box::new) };
-                        if item.last {
-                            if let Mode::Drop { reply: Some(rsp) } = &c.mode {
-                                d.send_command(up, item.context_id, &rsp.encode());
-                            }
-                            *cur = None;
-                        }
+                        // too large for a stage: refuse the message like a script would
+                        let Some(Current { mode: Mode::Hold(held), context_id }) = cur.take() else { unreachable!() };
+                        let why = format!("dicom {} assoc={}: {e}", d.peer, d.id);
+                        *cur = self.refuse(
+                            d,
+                            up,
+                            context_id,
+                            *held,
+                            super::hooks::OUT_OF_RESOURCES,
+                            &why,
+                            item.last,
+                            false,
+                        );
                         continue;
                     }
                     if item.last {
@@ -411,7 +425,11 @@ impl Worker {
         let from = if up { "client" } else { "backend" };
         let cmd = Command::decode(&raw).map_err(|e| format!("protocol error from the {from}: {e}"))?;
         let has_data = cmd.has_data_set;
-        self.track(d, up, &cmd);
+        // requests are tracked now, responses as they are passed on (a
+        // stage may change or drop them)
+        if !cmd.field.is_response() {
+            self.track(d, up, &cmd);
+        }
         if up && cmd.field == CommandField::CEchoRq && self.route_of(d).is_some_and(|r| r.local_echo) {
             let rsp = Command::response_to(&cmd, 0x0000);
             self.finish(d, true, cmd.message_id.unwrap_or(0), 0x0000, " answered=local");
@@ -437,6 +455,25 @@ impl Worker {
         raw: &[u8],
         changed: bool,
     ) -> Option<Current> {
+        if cmd.field.is_response() {
+            // a request some pending response of which was lost ends failed
+            let id = cmd.message_id_being_responded_to.unwrap_or(0);
+            let failed = d
+                .relay
+                .as_ref()
+                .and_then(|r| r.outstanding.iter().find(|o| o.from_client != up && o.message_id == id))
+                .and_then(|o| o.failed);
+            let final_status = cmd.status.is_some_and(|s| s != 0xFF00 && s != 0xFF01);
+            if let (Some(status), true) = (failed, final_status) {
+                let mut failed_cmd = cmd.clone();
+                failed_cmd.status = Some(status);
+                failed_cmd.has_data_set = false;
+                self.track(d, up, &failed_cmd);
+                d.send_command(!up, context_id, &failed_cmd.encode());
+                return cmd.has_data_set.then_some(Current { context_id, mode: Mode::Drop { reply: None } });
+            }
+            self.track(d, up, cmd);
+        }
         if up && cmd.field == CommandField::CMoveRq {
             let mut moved = cmd.clone();
             if self.proxy_move(d, &mut moved) {
@@ -492,7 +529,7 @@ impl Worker {
     }
 
     /// Requests in, responses out: the per-message log and the timeout.
-    fn track(&mut self, d: &mut DicomConn, up: bool, cmd: &Command) {
+    pub(super) fn track(&mut self, d: &mut DicomConn, up: bool, cmd: &Command) {
         let now = self.now;
         let relay = d.relay.as_mut().expect("relaying");
         if !cmd.field.is_response() {
@@ -505,6 +542,7 @@ impl Worker {
                     started: now,
                     responses: 0,
                     proxied_move: false,
+                    failed: None,
                 });
             }
             return;
@@ -536,7 +574,7 @@ impl Worker {
         if let Ok(mut m) = self.shared.metrics[self.index].lock() {
             m.record_dimse(pipeline.unwrap_or(""), o.field.name(), status);
         }
-        if self.gen.settings.access_log {
+        if d.gen.settings.access_log {
             log_message(&d.peer, &d.id, &o, Some(status), self.now, note);
         }
     }

@@ -65,7 +65,9 @@ impl Side {
                 }
                 Ok(n) => {
                     total += n;
-                    if n < want {
+                    // a peer's FIN that came with its last bytes raises no
+                    // new event: with a hang-up seen, read on to the EOF
+                    if n < want && !self.hup {
                         self.rd = false;
                     }
                 }
