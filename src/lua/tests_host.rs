@@ -401,3 +401,94 @@ fn coroutines_are_reused_after_errors_kills_and_waits() {
     assert_eq!(h.budget_kills(), 20);
     assert_eq!(h.error_count(), 60);
 }
+
+// ---------------------------------------------------------------------------
+// Review: the fast C paths (fast.rs) against hostile scripts.
+
+#[test]
+fn review_finalizers_touching_req_while_a_borrow_is_held_do_not_crash() {
+    // `req.query` (slow path) holds the message borrowed while it allocates
+    // Lua tables and strings; a collection there runs finalizers that read
+    // and write req.headers (fast path: try_borrow fails -> slow path)
+    let h = host(
+        "gc",
+        r#"return { on_request = function(req)
+          local mt = { __gc = function() req.headers["x-gc"] = "1"; local _ = req.headers["x-in"] end }
+          for i = 1, 2000 do
+            setmetatable({}, mt)
+            local q = req.query
+            local m = req.method
+          end
+        end }"#,
+        true,
+    );
+    let msg = request(Body::Loaded(Vec::new()));
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    let _ = h.call(0, Hook::Request, &msg, &ctx, "rid");
+    // a later call still works; the message is intact
+    let _ = h.call(0, Hook::Request, &msg, &ctx, "rid");
+    assert_eq!(msg.borrow().headers.get("x-in"), Some(&b"1"[..]));
+}
+
+#[test]
+fn review_fast_paths_keep_the_slow_semantics() {
+    let h = host(
+        "fastedge",
+        r#"local stash
+        return { on_request = function(req, ctx)
+          local v = ctx.vars
+          if stash then
+            -- the object points at the current message: the stashed one is this one
+            v.stashed_method = stash.method
+          end
+          stash = req
+          v.num = pcall(function() return req.headers[1] end)
+          v.bad_name = tostring(select(2, pcall(function() req.headers["bad name"] = "x" end)))
+          v.framing = tostring(select(2, pcall(function() req.headers["Content-Length"] = "1" end)))
+          v.crlf = tostring(select(2, pcall(function() req.headers["x-a"] = "a\r\nb" end)))
+          req.headers["x-multi"] = { "a", "b" }
+          v.multi = req.headers["X-MULTI"]
+          local co = coroutine.wrap(function() coroutine.yield(req.headers["x-in"]) end)
+          v.co = co()
+          local n = 0
+          for k in pairs(req.headers) do n = n + 1 end
+          v.pairs = n
+          v.get_num = req[1]
+        end }"#,
+        false,
+    );
+    let msg = request(Body::Loaded(Vec::new()));
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    assert!(matches!(h.call(0, Hook::Request, &msg, &ctx, "rid"), Outcome::Continue));
+    let v: mlua::Table = ctx.vars().unwrap();
+    assert!(v.get::<String>("bad_name").unwrap().contains("invalid header name"));
+    assert!(v.get::<String>("framing").unwrap().contains("managed by the proxy"));
+    assert!(v.get::<String>("crlf").unwrap().contains("CR, LF or NUL"));
+    assert_eq!(v.get::<String>("multi").unwrap(), "a, b");
+    assert_eq!(v.get::<String>("co").unwrap(), "1");
+    assert_eq!(v.get::<i64>("pairs").unwrap(), 2);
+    // a stashed req is the next call's req; outside a call it is an error
+    let ctx2 = h.new_ctx("gw", "p", "e", "rid2").unwrap();
+    assert!(matches!(h.call(0, Hook::Request, &msg, &ctx2, "rid2"), Outcome::Continue));
+    let v2: mlua::Table = ctx2.vars().unwrap();
+    assert_eq!(v2.get::<String>("stashed_method").unwrap(), "POST");
+}
+
+#[test]
+#[ignore = "reproducer: header values are copied into Rust memory, outside the Lua memory limit"]
+fn review_headers_cannot_escape_the_memory_limit() {
+    // 16 MiB Lua limit; 1 MiB string, 200 copies = 200 MiB of headers, ~1,000 instructions
+    let h = host(
+        "hdrbomb",
+        r#"return { on_request = function(req)
+          local s = string.rep("a", 1 << 20)
+          for i = 1, 200 do req.headers["x-" .. i] = s end
+        end }"#,
+        false,
+    );
+    let msg = request(Body::Loaded(Vec::new()));
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    let out = h.call(0, Hook::Request, &msg, &ctx, "rid");
+    let total: usize = msg.borrow().headers.iter().map(|(_, v)| v.len()).sum();
+    assert!(!matches!(out, Outcome::Continue), "the call went through with {total} bytes of headers");
+}

@@ -406,3 +406,157 @@ fn garbage_never_panics_on_the_fast_path() {
     // not read); on these inputs it never does
     assert_eq!(diverged, 0, "of {}", inputs.len() * scripts.len());
 }
+
+// ---------------------------------------------------------------------------
+// Review: hostile bytes against the prescan (`check_lengths` must stop every
+// declared length dicom-parser would allocate) and resource escapes.
+
+/// Explicit VR LE bytes: one sane element, then a top-level (FFFE,xxxx)
+/// header with `len` and nothing after it.
+fn stray_ffe(element: u16, len: u32) -> Vec<u8> {
+    let mut b = B::new(EXPLICIT).el(Tag(0x0010, 0x0010), "PN", b"A ").out;
+    b.extend_from_slice(&0xFFFEu16.to_le_bytes());
+    b.extend_from_slice(&element.to_le_bytes());
+    b.extend_from_slice(&len.to_le_bytes());
+    b
+}
+
+#[test]
+#[ignore = "reproducer: prescan skips the length of a stray (FFFE,xxxx) header, dicom-parser allocates it"]
+fn review_stray_item_tags_declare_lengths_too() {
+    // dicom-parser reads any (FFFE,xxxx) at the top level other than an item
+    // delimiter (E00D) as an element of VR UN and allocates + zero-fills its
+    // length before reading; the non-strict walk steps over 8 bytes.
+    for element in [0xE0DD, 0x1234, 0x0000] {
+        let b = stray_ffe(element, 0xFFFF_FFF0);
+        assert!(
+            super::prescan::check_lengths(&b, true, false).is_err(),
+            "(FFFE,{element:04X}) declaring 4 GiB passes check_lengths"
+        );
+    }
+}
+
+#[test]
+#[ignore = "reproducer: slow (allocates and zero-fills 256 MiB in dicom-parser from 18 bytes)"]
+fn review_stray_item_tag_reaches_the_parser_allocation() {
+    let b = stray_ffe(0x1234, 0x1000_0000);
+    let mut d = Dataset::new(b, EXPLICIT);
+    let t = std::time::Instant::now();
+    let e = d.object().expect_err("truncated");
+    // with the prescan working, the error is its own ("declares N bytes")
+    assert!(e.contains("declares"), "parser reached ({:?}): {e}", t.elapsed());
+}
+
+/// Explicit VR LE: (0009,1000) UN of undefined length, an item of undefined
+/// length, then an element whose header reads one way as implicit VR (what
+/// the prescan assumes inside an explicit UN of undefined length) and
+/// another as explicit VR (what dicom-parser 0.10 does: it keeps the
+/// transfer syntax and only drops the VR).
+fn un_undefined_smuggle(declared: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'U', b'N', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+    b.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+    // (0009,1010): implicit, length "OB\0\0" = 0x424F; explicit, OB of `declared`
+    b.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+    let implicit_len = u32::from_le_bytes([b'O', b'B', 0, 0]) as usize;
+    let mut value = vec![0u8; implicit_len];
+    value[..4].copy_from_slice(&declared.to_le_bytes());
+    b.extend_from_slice(&value);
+    b
+}
+
+#[test]
+#[ignore = "reproducer: prescan reads explicit UN/undefined contents as implicit VR, dicom-parser as explicit"]
+fn review_un_of_undefined_length_is_read_like_the_parser() {
+    let b = un_undefined_smuggle(0xFFFF_FFF0);
+    assert!(
+        super::prescan::check_lengths(&b, true, false).is_err(),
+        "an OB declaring 4 GiB (as dicom-parser reads it) passes check_lengths"
+    );
+}
+
+#[test]
+#[ignore = "reproducer: slow (dicom-parser allocates and zero-fills 256 MiB from 17 KB)"]
+fn review_un_smuggle_reaches_the_parser_allocation() {
+    let mut d = Dataset::new(un_undefined_smuggle(0x1000_0000), EXPLICIT);
+    let t = std::time::Instant::now();
+    let e = d.object().expect_err("truncated");
+    assert!(e.contains("declares"), "parser reached ({:?}): {e}", t.elapsed());
+}
+
+/// Explicit VR LE: `depth` sequences of undefined length, each in an item
+/// of the one above, all closed.
+fn nested(depth: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(depth * 36);
+    for _ in 0..depth {
+        b.extend_from_slice(&[0x08, 0x00, 0x10, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        b.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+    }
+    for _ in 0..depth {
+        b.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        b.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+    }
+    b
+}
+
+#[test]
+#[ignore = "reproducer: ABORTS the test process (stack overflow in dicom-object's recursive build on 1.8 MB of nested sequences)"]
+fn review_deeply_nested_network_data_set_is_refused() {
+    // a worker thread has the default 2 MiB stack
+    let r = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let mut d = Dataset::new(nested(50_000), EXPLICIT);
+            d.object().map(|_| ())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(r.is_err(), "a 50,000-deep data set should be refused before parsing");
+}
+
+#[test]
+fn review_moderately_nested_data_sets_still_parse() {
+    let mut d = Dataset::new(nested(64), EXPLICIT);
+    assert!(d.object().is_ok());
+    assert_eq!(d.into_bytes().unwrap(), nested(64));
+}
+
+fn review_run(script: &str, msg: &DimseMsg) -> (bool, std::time::Duration) {
+    let h = super::tests::host_with("review", script, serde_json::json!({}), false);
+    let c = ctx(&h);
+    let t = std::time::Instant::now();
+    let out = h.call_dimse(0, msg, &c, "a");
+    (matches!(out, DicomOutcome::Continue), t.elapsed())
+}
+
+#[test]
+#[ignore = "reproducer: a script grows the data set exponentially in Rust memory (outside the Lua memory limit)"]
+fn review_self_copy_cannot_escape_the_memory_limit() {
+    // each round copies the whole data set (with all earlier copies) into
+    // one of its own items: 2^n copies for n rounds, a few instructions each.
+    // 16 rounds: ~60 MB of Rust memory, 32 MiB Lua limit; 30 rounds: ~1 TB.
+    let script = r#"return { on_dimse = function(msg)
+        local ds = msg.dataset
+        for i = 1, 16 do ds.ReferencedStudySequence = { ds, ds } end
+      end }"#;
+    let msg = super::tests::loaded(EXPLICIT);
+    let (ok, took) = review_run(script, &msg);
+    let loaded = matches!(&msg.borrow().dataset, DatasetState::Loaded(_));
+    let size = if loaded { super::tests::take_bytes(&msg).len() } else { 0 };
+    assert!(!ok, "the call went through ({took:?}) leaving a data set of {size} bytes (Lua limit 32 MiB)");
+}
+
+#[test]
+#[ignore = "reproducer: deep nesting through append_item: quadratic Rust work and recursion outside the budget"]
+fn review_deep_nesting_by_script_is_bounded() {
+    // ~10 instructions per level; with_item_mut recurses once per level and
+    // every append walks the whole path
+    let script = r#"return { on_dimse = function(msg)
+        local it = msg.dataset
+        for i = 1, 20000 do it = it:append_item("ReferencedStudySequence", {}) end
+      end }"#;
+    let msg = super::tests::loaded(EXPLICIT);
+    let (ok, took) = review_run(script, &msg);
+    assert!(!ok || took < std::time::Duration::from_millis(200), "20,000 levels took {took:?}");
+}
