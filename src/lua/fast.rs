@@ -123,6 +123,10 @@ fn header_set(slot: &Slot, name: &[u8], value: Option<&[u8]>) -> bool {
     let Ok(cur) = slot.try_borrow() else { return false };
     let Some(msg) = cur.as_ref() else { return false };
     let Ok(mut s) = msg.try_borrow_mut() else { return false };
+    // over the cap: the slow path reports it
+    if s.headers.byte_len() + name.len() + value.map_or(0, <[u8]>::len) > super::objects::SCRIPT_HEADER_BYTES {
+        return false;
+    }
     s.headers.remove(name);
     if let Some(v) = value {
         s.headers.append(name, v);

@@ -48,8 +48,15 @@ pub(crate) struct MsgUd(pub Slot);
 pub(crate) struct HeadersUd(pub Slot);
 
 fn current(slot: &Slot) -> mlua::Result<Message> {
-    slot.borrow().clone().ok_or_else(|| bad("req/res objects are only valid during the hook call they were passed to"))
+    slot.try_borrow()
+        .map_err(|_| bad(IN_USE))?
+        .clone()
+        .ok_or_else(|| bad("req/res objects are only valid during the hook call they were passed to"))
 }
+
+/// A message touched while another access to it runs (e.g. from a `__gc`
+/// finalizer a collection started in the middle of one).
+const IN_USE: &str = "req/res is in use (touched from a finalizer?)";
 
 fn bad(msg: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(msg.into())
@@ -59,7 +66,7 @@ impl UserData for MsgUd {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_method("get", |lua, this, key: LuaString| {
             let msg = current(&this.0)?;
-            let s = msg.borrow();
+            let s = msg.try_borrow().map_err(|_| bad(IN_USE))?;
             let key = key.to_str()?;
             Ok(match &*key {
                 "method" if s.is_request => Value::String(lua.create_string(&s.method)?),
@@ -80,7 +87,7 @@ impl UserData for MsgUd {
         });
         m.add_method("set", |_, this, (key, value): (LuaString, Value)| {
             let msg = current(&this.0)?;
-            let mut s = msg.borrow_mut();
+            let mut s = msg.try_borrow_mut().map_err(|_| bad(IN_USE))?;
             let key = key.to_str()?;
             match (&*key, value) {
                 ("method", Value::String(v)) if s.is_request => {
@@ -137,13 +144,13 @@ impl UserData for MsgUd {
             }
             Ok(())
         });
-        m.add_method("body", |lua, this, ()| match &current(&this.0)?.borrow().body {
+        m.add_method("body", |lua, this, ()| match &current(&this.0)?.try_borrow().map_err(|_| bad(IN_USE))?.body {
             Body::Loaded(b) => Ok(Value::String(lua.create_string(b)?)),
             Body::Pending => Ok(Value::Nil),
         });
         m.add_method("default_content_type", |_, this, ct: String| {
             let msg = current(&this.0)?;
-            let mut s = msg.borrow_mut();
+            let mut s = msg.try_borrow_mut().map_err(|_| bad(IN_USE))?;
             if !s.headers.contains("content-type") {
                 s.headers.append("Content-Type", ct.as_bytes());
             }
@@ -158,7 +165,7 @@ impl UserData for HeadersUd {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_meta_method(MetaMethod::Index, |lua, this, name: LuaString| {
             let msg = current(&this.0)?;
-            let s = msg.borrow();
+            let s = msg.try_borrow().map_err(|_| bad(IN_USE))?;
             let name = name.to_str()?;
             let mut values = s.headers.get_all(&name);
             let Some(first) = values.next() else { return Ok(Value::Nil) };
@@ -171,7 +178,7 @@ impl UserData for HeadersUd {
         });
         m.add_meta_method(MetaMethod::NewIndex, |_, this, (name, value): (LuaString, Value)| {
             let msg = current(&this.0)?;
-            let mut s = msg.borrow_mut();
+            let mut s = msg.try_borrow_mut().map_err(|_| bad(IN_USE))?;
             let name = name.to_str()?;
             let name: &str = &name;
             check_name(name)?;
@@ -183,7 +190,7 @@ impl UserData for HeadersUd {
         });
         m.add_meta_method(MetaMethod::Pairs, |lua, this, ()| {
             let msg = current(&this.0)?;
-            let s = msg.borrow();
+            let s = msg.try_borrow().map_err(|_| bad(IN_USE))?;
             let t = lua.create_table()?;
             for (name, value) in s.headers.iter() {
                 let key = name.to_ascii_lowercase();
@@ -220,12 +227,22 @@ fn append_checked(h: &mut Headers, name: &str, value: &Value) -> mlua::Result<()
     append_values(h, name, value)
 }
 
+/// The most bytes a message's header list may hold after scripts changed
+/// it (header values are copied into Rust memory, outside the Lua limit).
+pub(crate) const SCRIPT_HEADER_BYTES: usize = 1 << 20;
+
 /// Append a value (or a list of values) for an already checked name.
 fn append_values(h: &mut Headers, name: &str, value: &Value) -> mlua::Result<()> {
     let mut push = |v: &Value| -> mlua::Result<()> {
         let mut checked = |bytes: &[u8]| -> mlua::Result<()> {
             if !is_valid_field_value(bytes) {
                 return Err(bad(format!("header '{name}': value contains CR, LF or NUL")));
+            }
+            if h.byte_len() + name.len() + bytes.len() > SCRIPT_HEADER_BYTES {
+                return Err(bad(format!(
+                    "header '{name}': a message's headers may hold at most {} KiB (they live outside the Lua memory limit)",
+                    SCRIPT_HEADER_BYTES >> 10
+                )));
             }
             h.append(name, bytes);
             Ok(())

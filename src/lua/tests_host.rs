@@ -475,7 +475,6 @@ fn review_fast_paths_keep_the_slow_semantics() {
 }
 
 #[test]
-#[ignore = "reproducer: header values are copied into Rust memory, outside the Lua memory limit"]
 fn review_headers_cannot_escape_the_memory_limit() {
     // 16 MiB Lua limit; 1 MiB string, 200 copies = 200 MiB of headers, ~1,000 instructions
     let h = host(

@@ -36,6 +36,12 @@ impl Headers {
         Self { bytes: Vec::with_capacity(bytes), entries: Vec::with_capacity(fields) }
     }
 
+    /// Bytes the field list holds (names and values, removed ones included
+    /// until the list is rebuilt): what it costs in memory.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Number of live fields.
     pub fn len(&self) -> usize {
         self.entries.iter().filter(|e| e.live).count()

@@ -22,6 +22,31 @@ pub struct Dataset {
     parsed: Option<InMemDicomObject>,
     changed: bool,
     fast: Fast,
+    /// Bytes scripts added (values set, items copied or appended): the data
+    /// set lives in Rust memory, outside the Lua memory limit, so its growth
+    /// has a budget of its own.
+    grown: usize,
+}
+
+/// How much scripts may add to one data set (values, copied items).
+pub(crate) const GROWTH_MAX: usize = 16 << 20;
+
+/// The encoded size of an object, roughly (values and headers), counted up
+/// to `limit` (the walk stops there).
+pub(crate) fn approx_size(obj: &InMemDicomObject, limit: usize) -> usize {
+    let mut total = 0usize;
+    for e in obj.iter() {
+        total += 12;
+        total += match e.value() {
+            DicomValue::Primitive(p) => p.calculate_byte_len(),
+            DicomValue::Sequence(seq) => seq.items().iter().map(|i| 8 + approx_size(i, limit)).sum(),
+            DicomValue::PixelSequence(ps) => ps.fragments().iter().map(|f| 8 + f.len()).sum(),
+        };
+        if total > limit {
+            return total;
+        }
+    }
+    total
 }
 
 /// The raw fast path (`raw.rs`) of a data set not parsed yet.
@@ -72,7 +97,19 @@ fn transfer_syntax(uid: &str) -> Result<&'static dicom_encoding::TransferSyntax,
 impl Dataset {
     /// A data set as received, in `transfer_syntax` (a UID).
     pub fn new(raw: Vec<u8>, transfer_syntax: &str) -> Dataset {
-        Dataset { raw, ts: transfer_syntax.to_string(), parsed: None, changed: false, fast: Fast::Untried }
+        Dataset { raw, ts: transfer_syntax.to_string(), parsed: None, changed: false, fast: Fast::Untried, grown: 0 }
+    }
+
+    /// Count `bytes` a script adds; an error past `GROWTH_MAX`.
+    pub(crate) fn grow(&mut self, bytes: usize) -> Result<(), String> {
+        self.grown = self.grown.saturating_add(bytes);
+        if self.grown > GROWTH_MAX {
+            return Err(format!(
+                "scripts may add at most {} MiB to a data set (values set, items copied or appended)",
+                GROWTH_MAX >> 20
+            ));
+        }
+        Ok(())
     }
 
     /// Whether a script changed it.

@@ -2,7 +2,9 @@
 //! a userdata naming its message and the path of (sequence tag, item index)
 //! from the root, so items stay views into the one shared data set.
 
-use super::dataset::{check_settable, item, resolve, tag_str, vr_for, with_item_mut, DatasetState, ItemPath};
+use super::dataset::{
+    approx_size, check_settable, item, resolve, tag_str, vr_for, with_item_mut, DatasetState, ItemPath, GROWTH_MAX,
+};
 use super::msg::{DimseMsg, DimseSlot};
 use super::raw::{is_text, Raw};
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value as DicomValue, C};
@@ -28,10 +30,21 @@ impl DsUd {
         DsUd { slot, msg, path: Vec::new() }
     }
 
-    fn child(&self, tag: Tag, index: usize) -> DsUd {
+    fn child(&self, tag: Tag, index: usize) -> mlua::Result<DsUd> {
+        if self.path.len() >= MAX_ITEM_DEPTH {
+            return Err(bad(format!("sequence items nest at most {MAX_ITEM_DEPTH} deep")));
+        }
         let mut path = self.path.clone();
         path.push((tag, index));
-        DsUd { slot: self.slot.clone(), msg: self.msg.clone(), path }
+        Ok(DsUd { slot: self.slot.clone(), msg: self.msg.clone(), path })
+    }
+
+    /// Count bytes a script adds to the data set (see `Dataset::grow`).
+    fn grow(&self, bytes: usize) -> mlua::Result<()> {
+        match &mut self.state()?.dataset {
+            DatasetState::Loaded(ds) => ds.grow(bytes).map_err(bad),
+            _ => Ok(()),
+        }
     }
 
     /// The message state, if this object still belongs to the running call.
@@ -110,6 +123,7 @@ impl DsUd {
         }
         if let Some(vr) = self.fast(|r, _| r.vr_for(tag, vr.as_deref()).map(|vr| (vr, false)))? {
             if let Some(p) = fast_value(vr, &value) {
+                self.grow(p.calculate_byte_len() + 12)?;
                 if self.fast(|r, _| r.set(tag, vr, p).then_some(((), true)))?.is_some() {
                     return Ok(());
                 }
@@ -118,7 +132,8 @@ impl DsUd {
         // build the items of a sequence before borrowing the message: they
         // may copy other items of this same data set
         let pending = self.read(|obj| vr_for(obj, tag, vr.as_deref()).map_err(bad))?;
-        let elt = build_element(lua, tag, pending, &value)?;
+        let elt = build_element(lua, tag, pending, &value, 0)?;
+        self.grow(element_size(&elt))?;
         self.with(|obj| {
             obj.put(elt);
             Ok(((), true))
@@ -207,7 +222,7 @@ fn to_plain(e: &InMemElement) -> Plain {
     }
 }
 
-fn plain_to_lua(lua: &Lua, p: Plain, child: impl Fn(usize) -> DsUd) -> mlua::Result<Value> {
+fn plain_to_lua(lua: &Lua, p: Plain, child: impl Fn(usize) -> mlua::Result<DsUd>) -> mlua::Result<Value> {
     fn many<T: mlua::IntoLua + Copy>(lua: &Lua, v: &[T]) -> mlua::Result<Value> {
         match v {
             [one] => one.into_lua(lua),
@@ -223,7 +238,7 @@ fn plain_to_lua(lua: &Lua, p: Plain, child: impl Fn(usize) -> DsUd) -> mlua::Res
         Plain::Items(n) => {
             let t = lua.create_table_with_capacity(n, 0)?;
             for i in 0..n {
-                t.raw_push(lua.create_userdata(child(i))?)?;
+                t.raw_push(lua.create_userdata(child(i)?)?)?;
             }
             Value::Table(t)
         }
@@ -387,8 +402,26 @@ fn primitive(vr: VR, value: &Value) -> mlua::Result<PrimitiveValue> {
     })
 }
 
-/// An item from a Lua table of `keyword = value` (or a copy of an item object).
-fn item_from(lua: &Lua, value: &Value) -> mlua::Result<InMemDicomObject> {
+/// Sequence/item levels a script may build or address (a data set from
+/// the network is bounded likewise by the pre-scan).
+const MAX_ITEM_DEPTH: usize = 64;
+
+/// Roughly the bytes an element adds to a data set.
+fn element_size(e: &InMemElement) -> usize {
+    12 + match e.value() {
+        DicomValue::Primitive(p) => p.calculate_byte_len(),
+        DicomValue::Sequence(seq) => seq.items().iter().map(|i| 8 + approx_size(i, GROWTH_MAX)).sum(),
+        DicomValue::PixelSequence(ps) => ps.fragments().iter().map(|f| 8 + f.len()).sum(),
+    }
+}
+
+/// An item from a Lua table of `keyword = value` (or a copy of an item
+/// object); `depth` counts the nesting of tables (a table may even contain
+/// itself).
+fn item_from(lua: &Lua, value: &Value, depth: usize) -> mlua::Result<InMemDicomObject> {
+    if depth >= MAX_ITEM_DEPTH {
+        return Err(bad(format!("sequence items nest at most {MAX_ITEM_DEPTH} deep")));
+    }
     match value {
         Value::Table(t) => {
             let mut obj = InMemDicomObject::new_empty();
@@ -400,12 +433,17 @@ fn item_from(lua: &Lua, value: &Value) -> mlua::Result<InMemDicomObject> {
                     continue;
                 }
                 let vr = vr_for(&obj, tag, None).map_err(bad)?;
-                obj.put(build_element(lua, tag, vr, &v)?);
+                obj.put(build_element(lua, tag, vr, &v, depth + 1)?);
             }
             Ok(obj)
         }
         Value::UserData(ud) => {
             let src = ud.borrow::<DsUd>().map_err(|_| bad("a sequence item must be a table or a data set item"))?;
+            // the copy lives in Rust memory: its size counts against the growth budget
+            let size = src.read(|obj| Ok(approx_size(obj, GROWTH_MAX + 1)))?;
+            if size > GROWTH_MAX {
+                return Err(bad(format!("an item copy of more than {} MiB", GROWTH_MAX >> 20)));
+            }
             src.read(|obj| Ok(obj.clone()))
         }
         Value::Nil => Ok(InMemDicomObject::new_empty()),
@@ -413,7 +451,7 @@ fn item_from(lua: &Lua, value: &Value) -> mlua::Result<InMemDicomObject> {
     }
 }
 
-fn build_element(lua: &Lua, tag: Tag, vr: VR, value: &Value) -> mlua::Result<InMemElement> {
+fn build_element(lua: &Lua, tag: Tag, vr: VR, value: &Value, depth: usize) -> mlua::Result<InMemElement> {
     // "" is an empty value of any VR (a C-FIND return key, a type 2 attribute)
     if matches!(value, Value::String(s) if s.as_bytes().is_empty()) {
         return Ok(match vr {
@@ -428,10 +466,12 @@ fn build_element(lua: &Lua, tag: Tag, vr: VR, value: &Value) -> mlua::Result<InM
     let items: C<InMemDicomObject> = match value {
         // a table with string keys is one item; a list is several
         Value::Table(t) if t.raw_len() == 0 && !t.is_empty() => {
-            std::iter::once(item_from(lua, value)).collect::<mlua::Result<_>>()?
+            std::iter::once(item_from(lua, value, depth)).collect::<mlua::Result<_>>()?
         }
-        Value::Table(t) => t.sequence_values::<Value>().map(|v| item_from(lua, &v?)).collect::<mlua::Result<_>>()?,
-        Value::UserData(_) => std::iter::once(item_from(lua, value)).collect::<mlua::Result<_>>()?,
+        Value::Table(t) => {
+            t.sequence_values::<Value>().map(|v| item_from(lua, &v?, depth)).collect::<mlua::Result<_>>()?
+        }
+        Value::UserData(_) => std::iter::once(item_from(lua, value, depth)).collect::<mlua::Result<_>>()?,
         other => {
             return Err(bad(format!("{}: a sequence needs a list of items, not a {}", tag_str(tag), other.type_name())))
         }
@@ -493,7 +533,8 @@ impl UserData for DsUd {
             if vr != VR::SQ {
                 return Err(bad(format!("{} is not a sequence", tag_str(tag))));
             }
-            let new_item = item_from(lua, &value)?;
+            let new_item = item_from(lua, &value, this.path.len())?;
+            this.grow(8 + approx_size(&new_item, GROWTH_MAX))?;
             let index = this.with(|obj| {
                 let mut items: C<InMemDicomObject> = match obj.take_element(tag).ok().map(|e| e.into_value()) {
                     Some(DicomValue::Sequence(s)) => s.into_items(),
@@ -504,7 +545,7 @@ impl UserData for DsUd {
                 obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::new(items, Length::UNDEFINED)));
                 Ok((index, true))
             })?;
-            Ok(this.child(tag, index))
+            this.child(tag, index)
         });
         m.add_meta_method(MetaMethod::Index, |lua, this, key: Value| this.get(lua, tag_arg(&key)?));
         m.add_meta_method(MetaMethod::NewIndex, |lua, this, (key, value): (Value, Value)| {

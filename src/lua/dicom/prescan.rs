@@ -11,6 +11,8 @@ use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
+/// Sequence + item levels a data set may nest (real ones use a handful).
+pub(crate) const MAX_DEPTH: usize = 128;
 
 struct Frame {
     /// Explicit VR inside (an explicit UN of undefined length holds implicit VR).
@@ -71,6 +73,11 @@ fn walk(b: &[u8], explicit: bool, big_endian: bool, mut top: Option<&mut Vec<Top
     let mut stack: Vec<Frame> = Vec::new();
     let mut pos = 0usize;
     while pos < b.len() {
+        // the parser and the encoder recurse once per level: bound the depth
+        // so a hostile data set cannot overflow a worker's stack
+        if stack.len() > MAX_DEPTH {
+            return Err(unsound(pos, "sequences nested too deeply"));
+        }
         while let Some(end) = stack.last().and_then(|f| f.end).filter(|e| pos >= *e) {
             if strict && pos != end {
                 return Err(unsound(pos, "an element runs past the end of its sequence or item"));
@@ -119,6 +126,10 @@ fn walk(b: &[u8], explicit: bool, big_endian: bool, mut top: Option<&mut Vec<Top
                     stack.pop();
                 }
                 _ if strict => return Err(unsound(pos - 8, "a delimiter out of place")),
+                // dicom-parser reads any other (FFFE,xxxx) header with a
+                // defined length as an element and allocates that length
+                0xE00D => {}
+                _ if len != UNDEFINED => left(pos, len)?,
                 _ => {}
             }
             continue;
@@ -172,10 +183,13 @@ fn walk(b: &[u8], explicit: bool, big_endian: bool, mut top: Option<&mut Vec<Top
             let frame = if tag == Tag(0x7FE0, 0x0010) && !is_sq {
                 Frame { explicit, fragments: true, end: None, item: false }
             } else {
-                if strict && explicit && !matches!(vr, Some(VR::SQ | VR::UN)) {
+                if strict && explicit && vr != Some(VR::SQ) {
+                    // an explicit UN of undefined length: PS3.5 says implicit VR
+                    // inside, dicom-parser reads explicit; the raw path stays out
                     return Err(unsound(pos, "an undefined length"));
                 }
-                Frame { explicit: explicit && vr != Some(VR::UN), fragments: false, end: None, item: false }
+                // as dicom-parser reads it: the transfer syntax's VR encoding inside
+                Frame { explicit, fragments: false, end: None, item: false }
             };
             stack.push(frame);
             continue;
