@@ -693,3 +693,47 @@ fn set_linger_zero(s: &TcpStream) {
         );
     }
 }
+
+const HIDE_MATCHES: &str = r#"
+return {
+  on_dimse = function(msg, ctx)
+    if msg.command == "C-FIND-RSP" and msg.status == 0xFF00 then
+      if tostring(msg.dataset.PatientName):find("Hide") then return 0xA700 end
+    end
+  end,
+}
+"#;
+
+/// docs/dicom.md: a script refusing a pending response drops it (filters a
+/// C-FIND match); the other matches and the final status pass unchanged.
+#[test]
+fn a_script_refusing_a_pending_match_filters_it_out() {
+    let (port, _rq, t) = fake_scp(|s| {
+        let m = read_msg(s).expect("C-FIND-RQ");
+        let mut pending = Command::response_to(&m.cmd, 0xFF00);
+        pending.has_data_set = true;
+        s.write_all(&message_bytes(m.context_id, &pending, Some(&dataset("Hide^Me", 10)))).unwrap();
+        s.write_all(&message_bytes(m.context_id, &pending, Some(&dataset("Show^Me", 10)))).unwrap();
+        s.write_all(&message_bytes(m.context_id, &Command::response_to(&m.cmd, 0), None)).unwrap();
+        let _ = read_pdu(s);
+    });
+    let hport = free_port();
+    let h = DicomConfig::new(hport)
+        .lua("s", r#"script = "s.lua""#)
+        .backend("pacs", "FAKE", port, "")
+        .start("review-filter-matches", &[("s.lua", HIDE_MATCHES)]);
+    let mut c = associate(hport, &rq_bytes("CLIENT", "HARMONY", &[(1, STUDY_FIND)]));
+    c.write_all(&message_bytes(1, &find_rq(1), Some(&dataset("", 0)))).unwrap();
+    let mut statuses = Vec::new();
+    loop {
+        let r = read_msg(&mut c).expect("C-FIND-RSP");
+        statuses.push(r.cmd.status.unwrap());
+        if !matches!(r.cmd.status, Some(0xFF00 | 0xFF01)) {
+            break;
+        }
+    }
+    assert_eq!(statuses, vec![0xFF00, 0x0000], "responses the client saw: {statuses:04x?}\n{}", h.stderr());
+    c.write_all(&[0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
+    drop(c);
+    let _ = t.join();
+}
