@@ -11,6 +11,10 @@
 #   direct       storescu / echoscu straight to storescp
 #   harmony      through target/release/harmony (workers = 1, access log off):
 #                the relay's fast path (PDUs relayed byte for byte after the AC)
+#   tcp_relay    through benches/tcp_relay.c (built with cc): a zero-work TCP
+#                relay that copies bytes and understands no DICOM; the ceiling
+#                for any proxy, i.e. the cost of the two extra loopback hops
+#                alone (NO_RELAY=1 leaves it out)
 #   harmony_lua  through harmony with a lua middleware whose on_dimse(msg, ctx)
 #                sets InstitutionName = "BENCH" on every C-STORE-RQ. Reported
 #                as "SKIP harmony_lua_dimse: ..." (and the rest still runs) if
@@ -66,6 +70,7 @@ export TCP_NODELAY=1
 # ---------------------------------------------------------------- temp dir, harmony, pinning
 bench_workdir harmony-dicom-bench
 build_harmony
+build_tcp_relay
 pin_cpus "DCMTK (storescu, echoscu, storescp) on CPU 0, harmony on CPU 1"
 
 # ---------------------------------------------------------------- test files
@@ -213,6 +218,16 @@ if [[ $HARMONY_OK == 1 ]]; then
   [[ -n "${NO_LUA:-}" ]] || start_harmony harmony_lua harmony_lua_dimse bench_dimse
 fi
 
+if [[ -n $RELAY_BIN ]]; then
+  r_port=$(free_port); rc_port=$(free_port)
+  if spawn_tcp_relay "$r_port" "$S_PORT" && { r_pid=$RELAY_PID; spawn_tcp_relay "$rc_port" "$C_PORT"; }; then
+    PID_OF[tcp_relay]=$r_pid; PORT_OF[tcp_relay]=$r_port; AE_OF[tcp_relay]=STORE; CHECK_PORT_OF[tcp_relay]=$rc_port
+    TARGETS+=(tcp_relay)
+  else
+    note "SKIP tcp_relay: did not listen"; tail -n 20 "$WORK/tcp_relay.log" >&2 || true
+  fi
+fi
+
 # ---------------------------------------------------------------- check each target
 # One file through each target to the file-writing storescp; read it back.
 checked=()
@@ -313,7 +328,7 @@ done
 
 echo
 echo "DICOM over loopback: storescu $FILES files (${FILE_BYTES} B) in one association, echoscu --repeat $ECHOES;"
-echo "storescp ${STORE_OPTS[*]:-writing to tmpfs}; median of $ROUNDS round(s); $(nproc) cores${CLIENT_CPU:+, DCMTK on CPU 0, harmony on CPU 1}"
+echo "storescp ${STORE_OPTS[*]:-writing to tmpfs}; median of $ROUNDS round(s), interleaved; $(nproc) cores${PIN_NOTE:+, $PIN_NOTE}"
 echo
 echo "| target | store wall (ms) | files/s | best files/s | net files/s | echo (us) | added us/echo | peak RSS (MB) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -324,16 +339,24 @@ for t in "${TARGETS[@]}"; do
   printf "| %s | %.1f | %.0f | %.0f | %.0f | %.1f | %s | %s |\n" "$t" "${STORE_MS[$t]}" "${FPS[$t]}" "${BEST[$t]}" "${NET[$t]}" "${ECHO_US[$t]}" "$added" "${HWM[$t]}"
 done
 echo
-ratio() {  # ratio NAME GOAL
-  if [[ -n ${FPS[$1]:-} && -n ${FPS[direct]:-} ]]; then
-    awk -v n="$1" -v g="$2" -v a="${FPS[$1]}" -v b="${FPS[direct]}" -v na="${NET[$1]}" -v nb="${NET[direct]}" \
-        -v ba="${BEST[$1]}" -v bb="${BEST[direct]}" 'BEGIN {
-      r = a / b; printf "%s/direct files/s ratio: %.3f (goal >= %s: %s); best-of-rounds: %.3f; net: %.3f\n",
-        n, r, g, (r >= g ? "met" : "NOT met"), (bb > 0 ? ba / bb : 0), (nb > 0 ? na / nb : 0) }'
+ratio() {  # ratio NAME GOAL [BASE]: files/s of NAME against BASE (direct)
+  local base=${3:-direct}
+  if [[ -n ${FPS[$1]:-} && -n ${FPS[$base]:-} ]]; then
+    local pq pm ph
+    # per round: wall time of BASE / wall time of NAME (the same round)
+    read -r pq pm ph < <(paired_ratio "$WORK/res-$base" "$WORK/res-$1" 1)
+    awk -v n="$1" -v base="$base" -v g="$2" -v a="${FPS[$1]}" -v b="${FPS[$base]}" -v na="${NET[$1]}" -v nb="${NET[$base]}" \
+        -v ba="${BEST[$1]}" -v bb="${BEST[$base]}" -v pq="$pq" -v pm="$pm" -v ph="$ph" 'BEGIN {
+      r = a / b
+      printf "%s/%s files/s: ratio of medians %.3f%s; per round %.3f [%.3f-%.3f]; best-of-rounds %.3f; net %.3f\n",
+        n, base, r, (g == "" ? "" : sprintf(" (goal >= %s: %s)", g, (r >= g ? "met" : "NOT met"))), pm, pq, ph,
+        (bb > 0 ? ba / bb : 0), (nb > 0 ? na / nb : 0) }'
   else
-    echo "$1/direct files/s ratio: n/a ($1 skipped, see messages above)"
+    echo "$1/$base files/s: n/a ($1 or $base skipped, see messages above)"
   fi
 }
 ratio harmony 0.95
 [[ -n "${NO_LUA:-}" ]] || ratio harmony_lua 0.8
+ratio tcp_relay "" direct
+ratio harmony "" tcp_relay
 exit $FAILED

@@ -125,21 +125,73 @@ spawn_harmony() {
   wait_port "$2" "$HARMONY_PID"
 }
 
+# ---------------------------------------------------------------- reference relay
+# build_tcp_relay: compile benches/tcp_relay.c (the zero-work TCP relay, the
+# ceiling for any user-space proxy) into $WORK; RELAY_BIN is empty (with a
+# note) when NO_RELAY is set or no C compiler is found.
+build_tcp_relay() {
+  RELAY_BIN=""
+  [[ -z "${NO_RELAY:-}" ]] || return 0
+  local cc
+  for cc in cc gcc clang; do command -v "$cc" >/dev/null 2>&1 && break; cc=""; done
+  if [[ -z $cc ]]; then note "tcp_relay not used (no C compiler)"; return 0; fi
+  if "$cc" -O2 -o "$WORK/tcp_relay" "$ROOT/benches/tcp_relay.c" 2>"$WORK/tcp_relay.build.log"; then
+    RELAY_BIN="$WORK/tcp_relay"
+  else
+    note "tcp_relay not used: $cc failed:"; cat "$WORK/tcp_relay.build.log" >&2
+  fi
+}
+
+# spawn_tcp_relay PORT BACKEND_PORT: start it on PROXY_CPU; RELAY_PID.
+spawn_tcp_relay() {
+  $PROXY_CPU "$RELAY_BIN" "$1" "$2" >"$WORK/tcp_relay.log" 2>&1 &
+  RELAY_PID=$!
+  PIDS+=("$RELAY_PID")
+  wait_port "$1" "$RELAY_PID"
+}
+
+# ---------------------------------------------------------------- CPU time
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks
+# (CLK_TCK per second); 0 if it is gone.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 # ---------------------------------------------------------------- CPU pinning
 # pin_cpus WHAT: with PIN unset or 1, taskset and 2+ cores, CLIENT_CPU
 # ("taskset -c 0") and PROXY_CPU ("taskset -c 1") prefix the commands; WHAT
-# says who runs where. Both are empty otherwise.
+# says who runs where. PIN=one puts every process on CPU 0 (a one-core box);
+# PIN=0 leaves placement to the scheduler (both empty).
 pin_cpus() {
-  CLIENT_CPU=""; PROXY_CPU=""
-  if [[ "${PIN:-1}" != 0 ]] && command -v taskset >/dev/null 2>&1 && (( $(nproc) >= 2 )); then
-    CLIENT_CPU="taskset -c 0"; PROXY_CPU="taskset -c 1"
-    note "pinning: $1 (PIN=0 to turn off)"
-  fi
+  CLIENT_CPU=""; PROXY_CPU=""; PIN_NOTE=""
+  case "${PIN:-1}" in
+    0) ;;
+    one)
+      if command -v taskset >/dev/null 2>&1; then
+        CLIENT_CPU="taskset -c 0"; PROXY_CPU="taskset -c 0"; PIN_NOTE="every process on CPU 0"
+        note "pinning: every process on CPU 0 (a one-core box)"
+      fi ;;
+    *)
+      if command -v taskset >/dev/null 2>&1 && (( $(nproc) >= 2 )); then
+        CLIENT_CPU="taskset -c 0"; PROXY_CPU="taskset -c 1"; PIN_NOTE="$1"
+        note "pinning: $1 (PIN=0 to turn off, PIN=one for one core)"
+      fi ;;
+  esac
 }
 
 # ---------------------------------------------------------------- figures
 # median: the median of the numbers on stdin (0 for none).
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit } if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# paired_ratio FILE_A FILE_B COL: the median over rounds of A/B, column COL
+# of the per-round result files (round i of A against round i of B: the
+# rounds interleave the targets, so each pair ran seconds apart and drift on
+# the machine cancels); "q1 median q3" of those ratios.
+paired_ratio() {
+  paste -d' ' <(awk -v c="$3" '{ print $c }' "$1") <(awk -v c="$3" '{ print $c }' "$2") |
+    awk '$2 > 0 { print $1 / $2 }' | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR == 0) { print "0 0 0"; exit }
+         printf "%.3f %.3f %.3f\n", a[int((NR + 3) / 4)], (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2), a[int((3 * NR + 3) / 4)] }'
+}
 
 # proc_mb KEY PID: a /proc/PID/status figure (VmRSS, VmHWM) in MB, "?" if gone.
 proc_mb() { awk -v k="$1:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$2/status" 2>/dev/null || echo "?"; }

@@ -11,6 +11,10 @@
 #   nginx    nginx (1 worker) proxying to the origin (upstream keepalive 64)
 #   harmony  target/release/harmony (workers = 1, access log off)
 #   haproxy  haproxy (nbthread 1, http-reuse always), if installed
+#   tcp_relay    benches/tcp_relay.c (built with cc): a zero-work TCP relay,
+#                one origin connection per client connection, no HTTP at all.
+#                Not a proxy anyone would run: the ceiling for one, i.e. what
+#                the kernel's two extra loopback hops cost. NO_RELAY=1: left out.
 #   nginx_lua    nginx + lua module (if installed): access_by_lua sets a request
 #                header and checks the method, header_filter_by_lua sets one
 #                response header and removes Server
@@ -22,7 +26,12 @@
 # comparison measures the proxies, not the scheduler; PIN=0 turns it off.
 # Rounds are interleaved (origin, nginx, harmony, haproxy, origin, ...) so
 # drift on the shared cores hits every target alike. Prints a markdown table
-# of medians: requests/s, p50 and p99 latency, and each proxy's RSS after load.
+# of medians: requests/s, p50 and p99 latency, requests per CPU-second of the
+# proxy process (user + system time from /proc: the proxy's efficiency even
+# when wrk and the origin on the other core, not the proxy, limit req/s) and
+# each proxy's RSS after load. Ratios are given twice: of the medians, and as
+# the median [quartiles] of per-round ratios (round i of A against round i of
+# B, which ran seconds apart: the steadier figure on a noisy machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -46,11 +55,12 @@ if [[ -z "${NO_HAPROXY:-}" ]] && command -v haproxy >/dev/null 2>&1; then HAVE_H
 bench_workdir harmony-bench
 chmod 755 "$WORK"   # nginx workers may run as an unprivileged user
 build_harmony
+build_tcp_relay
 pin_cpus "wrk and origin on CPU 0, proxies on CPU 1"
 
 # ---------------------------------------------------------------- configs
 O_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port); A_PORT=$(free_port)
-NL_PORT=$(free_port); HL_PORT=$(free_port)
+NL_PORT=$(free_port); HL_PORT=$(free_port); R_PORT=$(free_port)
 LUA_MOD=/usr/lib/nginx/modules/ngx_http_lua_module.so
 NDK_MOD=/usr/lib/nginx/modules/ndk_http_module.so
 HAVE_LUA=0
@@ -219,6 +229,23 @@ if [[ $HAVE_HAPROXY == 1 ]]; then
   fi
 fi
 
+if [[ -n $RELAY_BIN ]]; then
+  if spawn_tcp_relay "$R_PORT" "$O_PORT"; then
+    PID_OF[tcp_relay]=$RELAY_PID; URL_OF[tcp_relay]="http://127.0.0.1:$R_PORT/"; TARGETS+=(tcp_relay)
+  else
+    note "SKIP tcp_relay: did not listen"; tail -n 20 "$WORK/tcp_relay.log" >&2 || true
+  fi
+fi
+
+# The process whose CPU time is the target's: nginx's one worker, else the PID.
+declare -A CPU_PID
+for t in "${TARGETS[@]}"; do
+  case $t in
+    origin|nginx|nginx_lua) CPU_PID[$t]=$(pgrep -P "${PID_OF[$t]}" | head -n 1 || true) ;;
+    *) CPU_PID[$t]=${PID_OF[$t]} ;;
+  esac
+done
+
 # Every target must answer the origin's body before it is measured.
 checked=()
 for t in "${TARGETS[@]}"; do
@@ -234,7 +261,7 @@ done
 TARGETS=("${checked[@]}")
 
 # ---------------------------------------------------------------- run wrk
-# parse_wrk FILE -> "rps p50_ms p99_ms errors"
+# parse_wrk FILE -> "rps p50_ms p99_ms errors requests"
 parse_wrk() {
   awk '
     function ms(v) {
@@ -244,11 +271,12 @@ parse_wrk() {
       return v + 0
     }
     /^Requests\/sec:/ { rps = $2 }
+    / requests in / { reqs = $1 }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
     /Non-2xx or 3xx responses:/ { err += $NF }
     /Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) { v = $i; sub(/,/, "", v); err += v } }
-    END { printf "%s %s %s %d\n", (rps == "" ? 0 : rps), (p50 == "" ? 0 : p50), (p99 == "" ? 0 : p99), err }
+    END { printf "%s %s %s %d %d\n", (rps == "" ? 0 : rps), (p50 == "" ? 0 : p50), (p99 == "" ? 0 : p99), err, reqs }
   ' "$1"
 }
 
@@ -256,12 +284,16 @@ note "targets: ${TARGETS[*]}; $ROUNDS round(s) of wrk -t1 -c$CONNS -d${DURATION}
 for round in $(seq "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     out="$WORK/wrk-$t-$round.txt"
+    c0=$(cpu_ticks "${CPU_PID[$t]:-0}")
     if ! timeout $((DURATION + 30)) $CLIENT_CPU wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${URL_OF[$t]}" >"$out" 2>&1; then
       note "wrk against $t failed in round $round:"; cat "$out" >&2
     fi
-    read -r rps p50 p99 errs < <(parse_wrk "$out")
-    echo "$rps $p50 $p99 $errs" >>"$WORK/res-$t"
-    note "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, errors $errs"
+    c1=$(cpu_ticks "${CPU_PID[$t]:-0}")
+    read -r rps p50 p99 errs reqs < <(parse_wrk "$out")
+    # requests per CPU-second of the proxy (0 when unknown, e.g. the origin)
+    eff=$(awk -v n="$reqs" -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN { print (d > 0 ? n / (d / hz) : 0) }')
+    echo "$rps $p50 $p99 $errs $eff" >>"$WORK/res-$t"
+    note "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, errors $errs, $eff req per CPU-s"
   done
 done
 
@@ -276,36 +308,49 @@ for t in "${TARGETS[@]}"; do
 done
 
 # ---------------------------------------------------------------- report
-declare -A RPS P50 P99 ERR
+declare -A RPS P50 P99 ERR EFF
 for t in "${TARGETS[@]}"; do
   RPS[$t]=$(awk '{ print $1 }' "$WORK/res-$t" | median)
   P50[$t]=$(awk '{ print $2 }' "$WORK/res-$t" | median)
   P99[$t]=$(awk '{ print $3 }' "$WORK/res-$t" | median)
   ERR[$t]=$(awk '{ s += $4 } END { print s + 0 }' "$WORK/res-$t")
+  EFF[$t]=$(awk '{ print $5 }' "$WORK/res-$t" | median)
 done
 
 echo
-echo "Small GET over keep-alive: wrk -t1 -c$CONNS -d${DURATION}s, median of $ROUNDS round(s), $(nproc) cores, one worker each"
+echo "Small GET over keep-alive: wrk -t1 -c$CONNS -d${DURATION}s, median of $ROUNDS round(s), $(nproc) cores, one worker each${PIN_NOTE:+, $PIN_NOTE}"
 echo
-echo "| target | req/s | p50 (ms) | p99 (ms) | worker RSS after load (MB) | errors |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| target | req/s | p50 (ms) | p99 (ms) | req per proxy CPU-s | worker RSS after load (MB) | errors |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for t in "${TARGETS[@]}"; do
-  printf "| %s | %.0f | %.3f | %.3f | %s | %s |\n" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${RSS[$t]}" "${ERR[$t]}"
+  eff=$(awk -v e="${EFF[$t]}" 'BEGIN { if (e > 0) printf "%.0f", e; else printf "-" }')
+  printf "| %s | %.0f | %.3f | %.3f | %s | %s | %s |\n" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "$eff" "${RSS[$t]}" "${ERR[$t]}"
 done
 echo
+
+# ratio A B LABEL: A/B as the ratio of medians and as the median [q1-q3] of
+# per-round ratios, for req/s and for req per proxy CPU-second.
+ratio() {
+  [[ -n ${RPS[$1]:-} && -n ${RPS[$2]:-} ]] || return 0
+  local rq rm rh eq em eh
+  read -r rq rm rh < <(paired_ratio "$WORK/res-$1" "$WORK/res-$2" 1)
+  read -r eq em eh < <(paired_ratio "$WORK/res-$1" "$WORK/res-$2" 5)
+  awk -v l="$3" -v a="${RPS[$1]}" -v b="${RPS[$2]}" -v ea="${EFF[$1]}" -v eb="${EFF[$2]}" \
+      -v rq="$rq" -v rm="$rm" -v rh="$rh" -v eq="$eq" -v em="$em" -v eh="$eh" 'BEGIN {
+    printf "%s: req/s %.2f (per round %.2f [%.2f-%.2f]); per proxy CPU-s %.2f (per round %.2f [%.2f-%.2f])\n",
+      l, (b > 0 ? a / b : 0), rm, rq, rh, (eb > 0 ? ea / eb : 0), em, eq, eh }'
+}
 if [[ -n ${RPS[harmony]:-} ]]; then
-  awk -v h="${RPS[harmony]}" -v n="${RPS[nginx]}" 'BEGIN { printf "harmony/nginx req/s ratio: %.2f\n", (n > 0 ? h / n : 0) }'
-  if [[ -n ${RPS[haproxy]:-} ]]; then
-    awk -v h="${RPS[harmony]}" -v a="${RPS[haproxy]}" 'BEGIN { printf "harmony/haproxy req/s ratio: %.2f\n", (a > 0 ? h / a : 0) }'
-  fi
+  ratio harmony nginx "harmony/nginx"
+  ratio harmony haproxy "harmony/haproxy"
+  ratio harmony tcp_relay "harmony/tcp_relay (the zero-work ceiling)"
+  ratio nginx tcp_relay "nginx/tcp_relay"
 else
-  echo "harmony/nginx req/s ratio: n/a (harmony skipped, see messages above)"
+  echo "harmony/nginx: n/a (harmony skipped, see messages above)"
 fi
 if [[ -n ${RPS[harmony_lua]:-} ]]; then
-  if [[ -n ${RPS[nginx_lua]:-} ]]; then
-    awk -v h="${RPS[harmony_lua]}" -v n="${RPS[nginx_lua]}" 'BEGIN { printf "harmony_lua/nginx_lua req/s ratio: %.2f\n", (n > 0 ? h / n : 0) }'
-  fi
+  ratio harmony_lua nginx_lua "harmony_lua/nginx_lua (goal >= 1.2)"
   if [[ -n ${RPS[harmony]:-} ]]; then
-    awk -v l="${RPS[harmony_lua]}" -v h="${RPS[harmony]}" 'BEGIN { printf "harmony_lua/harmony req/s ratio: %.2f (cost of the Lua stage: %.0f%%)\n", (h > 0 ? l / h : 0), (h > 0 ? 100 * (1 - l / h) : 0) }'
+    ratio harmony_lua harmony "harmony_lua/harmony (goal >= 0.8: the Lua stage costs <= 20%)"
   fi
 fi

@@ -3,6 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: a proxied request makes ~20 small
+/// allocations, which cost ~5,000 instructions in glibc (callgrind) and a
+/// fraction of that here. See benches/README.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: harmony [-c FILE | FILE] [--check]
 

@@ -337,7 +337,13 @@ fn ul(value: &[u8]) -> Result<u32, DimseError> {
 
 /// UI/AE/LO values: drop the NUL/space padding; non-UTF-8 bytes are replaced.
 fn text(value: &[u8]) -> String {
-    String::from_utf8_lossy(value).trim_end_matches(['\0', ' ']).trim_start_matches(' ').to_string()
+    // the padding is ASCII, so it can go before the (usually trivial) check
+    let end = value.iter().rposition(|&b| b != 0 && b != b' ').map_or(0, |i| i + 1);
+    let start = value[..end].iter().position(|&b| b != b' ').unwrap_or(end);
+    match std::str::from_utf8(&value[start..end]) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(&value[start..end]).into_owned(),
+    }
 }
 
 fn put_header(out: &mut Vec<u8>, element: u16, length: u32) {

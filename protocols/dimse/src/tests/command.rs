@@ -114,3 +114,29 @@ fn malformed_command_sets_are_errors() {
         assert!(matches!(Command::decode(&bytes), Err(DimseError::MalformedCommand(_))), "{name}");
     }
 }
+
+#[test]
+fn text_values_lose_their_padding_and_keep_everything_else() {
+    let cases: [(&[u8], &str); 7] = [
+        (b"1.2.840.10008.1.1\0", "1.2.840.10008.1.1"),
+        (b"  STORESCP  ", "STORESCP"),
+        (b"A B \0 \0", "A B"),
+        (b" \0a", "\0a"), // leading NUL is not padding
+        (b"\0\0  ", ""),
+        (b"", ""),
+        (b" D\xC3\xBCr ", "D\u{fc}r"),
+    ];
+    for (value, want) in cases {
+        let mut body = element(0x0100, &[0x30, 0x80]);
+        body.extend(element(0x0600, value)); // Move Destination
+        body.extend(element(0x0800, &[0x01, 0x01]));
+        let cmd = Command::decode(&with_group_length(body)).unwrap();
+        assert_eq!(cmd.move_destination.as_deref(), Some(want), "{value:?}");
+    }
+    // bytes that are not UTF-8 are replaced, never an error
+    let mut body = element(0x0100, &[0x30, 0x80]);
+    body.extend(element(0x0600, b"X\xFF "));
+    body.extend(element(0x0800, &[0x01, 0x01]));
+    let cmd = Command::decode(&with_group_length(body)).unwrap();
+    assert_eq!(cmd.move_destination.as_deref(), Some("X\u{fffd}"));
+}
