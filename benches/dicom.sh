@@ -219,9 +219,8 @@ if [[ $HARMONY_OK == 1 ]]; then
 fi
 
 if [[ -n $RELAY_BIN ]]; then
-  r_port=$(free_port); rc_port=$(free_port)
-  if spawn_tcp_relay "$r_port" "$S_PORT" && { r_pid=$RELAY_PID; spawn_tcp_relay "$rc_port" "$C_PORT"; }; then
-    PID_OF[tcp_relay]=$r_pid; PORT_OF[tcp_relay]=$r_port; AE_OF[tcp_relay]=STORE; CHECK_PORT_OF[tcp_relay]=$rc_port
+  if spawn_tcp_relay "$S_PORT" && { r_pid=$RELAY_PID r_port=$RELAY_PORT; spawn_tcp_relay "$C_PORT"; }; then
+    PID_OF[tcp_relay]=$r_pid; PORT_OF[tcp_relay]=$r_port; AE_OF[tcp_relay]=STORE; CHECK_PORT_OF[tcp_relay]=$RELAY_PORT
     TARGETS+=(tcp_relay)
   else
     note "SKIP tcp_relay: did not listen"; tail -n 20 "$WORK/tcp_relay.log" >&2 || true

@@ -142,12 +142,20 @@ build_tcp_relay() {
   fi
 }
 
-# spawn_tcp_relay PORT BACKEND_PORT: start it on PROXY_CPU; RELAY_PID.
+# spawn_tcp_relay BACKEND_PORT: start it on PROXY_CPU on a free port (a few
+# tries: a port can be taken between free_port and bind); RELAY_PID and
+# RELAY_PORT. Fails if it never listens.
 spawn_tcp_relay() {
-  $PROXY_CPU "$RELAY_BIN" "$1" "$2" >"$WORK/tcp_relay.log" 2>&1 &
-  RELAY_PID=$!
-  PIDS+=("$RELAY_PID")
-  wait_port "$1" "$RELAY_PID"
+  local try
+  for try in 1 2 3 4 5; do
+    RELAY_PORT=$(free_port)
+    $PROXY_CPU "$RELAY_BIN" "$RELAY_PORT" "$1" >"$WORK/tcp_relay.log" 2>&1 &
+    RELAY_PID=$!
+    PIDS+=("$RELAY_PID")
+    if wait_port "$RELAY_PORT" "$RELAY_PID"; then return 0; fi
+    kill -KILL "$RELAY_PID" 2>/dev/null || true
+  done
+  return 1
 }
 
 # ---------------------------------------------------------------- CPU time

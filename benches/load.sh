@@ -60,7 +60,7 @@ pin_cpus "wrk and origin on CPU 0, proxies on CPU 1"
 
 # ---------------------------------------------------------------- configs
 O_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port); A_PORT=$(free_port)
-NL_PORT=$(free_port); HL_PORT=$(free_port); R_PORT=$(free_port)
+NL_PORT=$(free_port); HL_PORT=$(free_port)
 LUA_MOD=/usr/lib/nginx/modules/ngx_http_lua_module.so
 NDK_MOD=/usr/lib/nginx/modules/ndk_http_module.so
 HAVE_LUA=0
@@ -230,8 +230,8 @@ if [[ $HAVE_HAPROXY == 1 ]]; then
 fi
 
 if [[ -n $RELAY_BIN ]]; then
-  if spawn_tcp_relay "$R_PORT" "$O_PORT"; then
-    PID_OF[tcp_relay]=$RELAY_PID; URL_OF[tcp_relay]="http://127.0.0.1:$R_PORT/"; TARGETS+=(tcp_relay)
+  if spawn_tcp_relay "$O_PORT"; then
+    PID_OF[tcp_relay]=$RELAY_PID; URL_OF[tcp_relay]="http://127.0.0.1:$RELAY_PORT/"; TARGETS+=(tcp_relay)
   else
     note "SKIP tcp_relay: did not listen"; tail -n 20 "$WORK/tcp_relay.log" >&2 || true
   fi
