@@ -337,7 +337,9 @@ fn ul(value: &[u8]) -> Result<u32, DimseError> {
 
 /// UI/AE/LO values: drop the NUL/space padding; non-UTF-8 bytes are replaced.
 fn text(value: &[u8]) -> String {
-    // the padding is ASCII, so it can go before the (usually trivial) check
+    // The padding is ASCII, so it goes first; `from_utf8` (fast on ASCII,
+    // which command-set UIDs and AE titles are) before the lossy fallback,
+    // whose chunked scan cost ~1,000 instructions per value (callgrind).
     let end = value.iter().rposition(|&b| b != 0 && b != b' ').map_or(0, |i| i + 1);
     let start = value[..end].iter().position(|&b| b != b' ').unwrap_or(end);
     match std::str::from_utf8(&value[start..end]) {
