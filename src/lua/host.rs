@@ -4,6 +4,7 @@
 
 use super::api::{self, ApiEnv};
 use super::cache::Cache;
+use super::coro::{self, Anchor, Arg, Resumed};
 use super::ctx::{CtxSlot, CtxUd, LuaCtx};
 use super::dicom::{DimseSlot, DimseUd};
 use super::objects::{slot_userdata, Message, Slot};
@@ -11,7 +12,6 @@ use super::sandbox::{new_state, Budget, LuaLimits};
 use crate::pipeline::LocalResponse;
 use http1::{is_valid_field_name, is_valid_field_value, Headers};
 use mlua::chunk::ChunkMode;
-use mlua::thread::ThreadStatus;
 use mlua::{Function, Lua, LuaSerdeExt, Table, Thread, Value};
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,8 @@ pub struct StageSpec {
 
 struct Stage {
     spec: StageSpec,
-    hooks: [Option<Function>; 4],
+    /// The hook functions, anchored for the raw calls (see coro.rs).
+    hooks: [Option<Anchor>; 4],
 }
 
 /// What a hook call decided.
@@ -117,8 +118,12 @@ pub(super) enum Mode {
 pub struct LoadError(pub Vec<String>);
 
 pub(super) struct Prelude {
-    run: Function,
-    need_body: Value,
+    /// The unwrapped `xpcall`: the body of every hook coroutine.
+    xpcall: Function,
+    xpcall_anchor: Anchor,
+    /// The message handler each hook runs under.
+    handler: Anchor,
+    need_body: Anchor,
     respond: Value,
     pub(super) reject: Value,
 }
@@ -127,7 +132,7 @@ pub(super) struct Prelude {
 /// message of the call being run.
 struct MsgObject {
     slot: Slot,
-    proxy: Table,
+    proxy: Anchor,
 }
 
 pub struct LuaHost {
@@ -144,7 +149,7 @@ pub struct LuaHost {
     names: RefCell<Vec<Rc<str>>>,
     /// The state's `ctx` object and the request it points at.
     ctx_slot: CtxSlot,
-    ctx_ud: mlua::AnyUserData,
+    ctx_ud: Anchor,
     errors: Cell<u64>,
     kills_reported: Cell<u64>,
     errors_reported: Cell<u64>,
@@ -153,7 +158,7 @@ pub struct LuaHost {
     pub(super) reject_slot: Rc<Cell<Option<dimse::negotiate::RejectReason>>>,
     /// The `msg` object of on_dimse and the message it points at.
     pub(super) dimse_slot: DimseSlot,
-    pub(super) dimse_proxy: Table,
+    pub(super) dimse_proxy: Anchor,
 }
 
 fn error_id() -> String {
@@ -207,17 +212,20 @@ impl LuaHost {
             let (ud, slow_hdr) = slot_userdata(&lua, &slot)?;
             let slow_get: Function = mlua::ObjectLike::get(&ud, "get")?;
             let (hdr, get) = super::fast::fast_objects(&lua, &slot, &slow_hdr, &slow_get)?;
-            Ok(MsgObject { slot, proxy: wrap.call((ud, hdr, get))? })
+            let proxy: Table = wrap.call((ud, hdr, get))?;
+            Ok(MsgObject { slot, proxy: Anchor::new(&lua, proxy)? })
         };
         let wrap: Function = lua.named_registry_value("harmony.wrap").map_err(fail)?;
         let req = object(&wrap).map_err(fail)?;
         let ctx_slot: CtxSlot = Rc::new(RefCell::new(None));
         let ctx_ud = lua.create_userdata(CtxUd(ctx_slot.clone())).map_err(fail)?;
+        let ctx_ud = Anchor::new(&lua, ctx_ud).map_err(fail)?;
         let res = object(&wrap).map_err(fail)?;
         let dimse_slot: DimseSlot = Rc::new(RefCell::new(None));
         let wrap_dimse: Function = lua.named_registry_value("harmony.wrap_dimse").map_err(fail)?;
         let dimse_ud = lua.create_userdata(DimseUd(dimse_slot.clone())).map_err(fail)?;
         let dimse_proxy: Table = wrap_dimse.call(dimse_ud).map_err(fail)?;
+        let dimse_proxy = Anchor::new(&lua, dimse_proxy).map_err(fail)?;
         lua.gc_collect().map_err(fail)?;
         Ok(LuaHost {
             lua,
@@ -301,9 +309,12 @@ impl LuaHost {
         lua.set_named_registry_value("harmony.wrap", pieces.get::<Function>("wrap")?)?;
         lua.set_named_registry_value("harmony.wrap_dimse", pieces.get::<Function>("wrap_dimse")?)?;
         lua.set_named_registry_value("harmony.readonly", pieces.get::<Function>("readonly")?)?;
+        let xpcall: Function = lua.named_registry_value("harmony.raw_xpcall")?;
         Ok(Prelude {
-            run: pieces.get("run")?,
-            need_body: pieces.get("NEED_BODY")?,
+            xpcall_anchor: Anchor::new(lua, &xpcall)?,
+            xpcall,
+            handler: Anchor::new(lua, pieces.get::<Function>("handler")?)?,
+            need_body: Anchor::new(lua, pieces.get::<Value>("NEED_BODY")?)?,
             respond: pieces.get("RESPOND")?,
             reject: pieces.get("REJECT")?,
         })
@@ -344,7 +355,7 @@ impl LuaHost {
         let obj = self.object(hook);
         *obj.slot.borrow_mut() = Some(msg.clone());
         *self.response_slot.borrow_mut() = None;
-        let ended = self.run_hook(mw, hook, Mode::Http, ctx, request_id, Value::Table(obj.proxy.clone()));
+        let ended = self.run_hook(mw, hook, Mode::Http, ctx, request_id, Arg::Anchored(obj.proxy));
         *obj.slot.borrow_mut() = None;
         match ended {
             Some(ended) => self.settle(mw, request_id, hook, msg.clone(), ended),
@@ -374,9 +385,9 @@ impl LuaHost {
         mode: Mode,
         ctx: &LuaCtx,
         request_id: &str,
-        arg: Value,
+        arg: Arg,
     ) -> Option<Ended> {
-        let f = self.stage(mw)?.hooks[hook as usize].as_ref()?;
+        let f = self.stage(mw)?.hooks[hook as usize]?;
         let thread = match self.thread() {
             Ok(t) => t,
             Err(e) => return Some(Ended::Broken(e.to_string())),
@@ -384,7 +395,8 @@ impl LuaHost {
         *self.ctx_slot.borrow_mut() = Some(ctx.clone());
         self.budget.reset();
         self.mode.set(mode);
-        let r = thread.resume::<(Value, Value)>((f, arg, &self.ctx_ud));
+        let p = &self.prelude;
+        let r = coro::start(&self.lua, &thread, [p.xpcall_anchor, f, p.handler], arg, self.ctx_ud, p.need_body);
         self.mode.set(Mode::Idle);
         *self.ctx_slot.borrow_mut() = None;
         // the `Call` (and its copy of the request id) is only made for a call that waits
@@ -396,46 +408,46 @@ impl LuaHost {
         *self.ctx_slot.borrow_mut() = Some(call.ctx.clone());
         self.budget.reset();
         self.mode.set(mode);
-        let r = call.thread.resume::<(Value, Value)>(());
+        let r = coro::resume(&self.lua, &call.thread, self.prelude.need_body);
         self.mode.set(Mode::Idle);
         *self.ctx_slot.borrow_mut() = None;
         let Call { thread, mw, ctx, request_id } = call;
         self.finish(thread, r, move |thread| Call { thread, mw, ctx, request_id })
     }
 
+    /// An idle coroutine (empty stack).
     fn thread(&self) -> mlua::Result<Thread> {
         if let Some(t) = self.idle_threads.borrow_mut().pop() {
             return Ok(t);
         }
-        self.lua.create_thread(self.prelude.run.clone())
+        coro::new_thread(&self.lua, &self.prelude.xpcall)
     }
 
+    /// Keep a coroutine that finished (coro.rs left its stack empty).
     fn recycle(&self, t: Thread) {
         let mut idle = self.idle_threads.borrow_mut();
-        if idle.len() < 16 && t.reset(self.prelude.run.clone()).is_ok() {
+        if idle.len() < 16 {
             idle.push(t);
         }
     }
 
     /// Sort out how a resume ended; `call` makes the `Call` of a hook that waits.
-    fn finish(&self, thread: Thread, r: mlua::Result<(Value, Value)>, call: impl FnOnce(Thread) -> Call) -> Ended {
-        // finished: what xpcall returned (ok, first value); suspended: what it yielded
-        let (first, second) = match r {
-            Ok(v) => v,
-            Err(e) => return Ended::Broken(e.to_string()),
-        };
-        if thread.status() == ThreadStatus::Resumable {
-            if first.equals(&self.prelude.need_body).unwrap_or(false) {
-                return Ended::Waiting(call(thread));
-            }
+    fn finish(&self, thread: Thread, r: Resumed, call: impl FnOnce(Thread) -> Call) -> Ended {
+        match r {
+            Resumed::Yielded { need_body: true } => Ended::Waiting(call(thread)),
             // a script yielded on its own: not supported at the top level
-            return Ended::Broken("coroutine.yield() outside a coroutine of the script's own".into());
-        }
-        self.recycle(thread);
-        if matches!(first, Value::Boolean(true)) {
-            Ended::Returned(second)
-        } else {
-            Ended::Raised(second)
+            Resumed::Yielded { need_body: false } => {
+                Ended::Broken("coroutine.yield() outside a coroutine of the script's own".into())
+            }
+            Resumed::Failed(m) => Ended::Broken(m),
+            Resumed::Finished { ok, value } => {
+                self.recycle(thread);
+                if ok {
+                    Ended::Returned(value)
+                } else {
+                    Ended::Raised(value)
+                }
+            }
         }
     }
 
@@ -539,11 +551,12 @@ fn load_stage(lua: &Lua, spec: &StageSpec, scripts_path: &Path) -> mlua::Result<
             other => Err(mlua::Error::runtime(format!("'{name}' must be a function, not a {}", other.type_name()))),
         }
     };
+    let anchor = |name: &str| -> mlua::Result<Option<Anchor>> { get(name)?.map(|f| Anchor::new(lua, f)).transpose() };
     let hooks = [
-        get(Hook::Request.name())?,
-        get(Hook::Response.name())?,
-        get(Hook::Associate.name())?,
-        get(Hook::Dimse.name())?,
+        anchor(Hook::Request.name())?,
+        anchor(Hook::Response.name())?,
+        anchor(Hook::Associate.name())?,
+        anchor(Hook::Dimse.name())?,
     ];
     if let Some(init) = get("init")? {
         let opts = lua.to_value(&spec.options)?;

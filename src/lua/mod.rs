@@ -4,6 +4,7 @@
 
 mod api;
 mod cache;
+mod coro;
 mod ctx;
 mod dicom;
 mod fast;

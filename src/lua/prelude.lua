@@ -82,14 +82,12 @@ local function readonly(t)
   })
 end
 
+-- The message handler of every hook call: the host runs each hook as
+-- `xpcall(hook, handler, msg, ctx)`, xpcall itself being the body of the
+-- hook's coroutine (see coro.rs).
 local function handler(e)
   if e == RESPOND or e == REJECT then return e end
   return traceback(tostring(e), 2)
-end
-
--- The body of every hook coroutine.
-local function run(fn, msg, ctx)
-  return xpcall(fn, handler, msg, ctx)
 end
 
 
@@ -104,6 +102,6 @@ local function reject(reason)
 end
 
 return {
-  run = run, wrap = wrap, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND,
+  handler = handler, wrap = wrap, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND,
   wrap_dimse = wrap_dimse, readonly = readonly, reject = reject, REJECT = REJECT,
 }

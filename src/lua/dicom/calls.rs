@@ -4,6 +4,7 @@
 
 use super::assoc::{assoc_table, reject_reason, AssocInfo, REJECT_REASONS};
 use super::msg::DimseMsg;
+use crate::lua::coro::Arg;
 use crate::lua::ctx::LuaCtx;
 use crate::lua::host::{error_text, Call, Ended, Hook, LuaHost, Mode};
 use dimse::negotiate::RejectReason;
@@ -87,7 +88,8 @@ impl LuaHost {
             Err(e) => return self.dicom_failed(mw, assoc_id, &e.to_string()),
         };
         self.reject_slot.set(None);
-        let ended = self.run_hook(mw, Hook::Associate, Mode::Associate, ctx, assoc_id, Value::Table(assoc));
+        let assoc = Value::Table(assoc);
+        let ended = self.run_hook(mw, Hook::Associate, Mode::Associate, ctx, assoc_id, Arg::Value(&assoc));
         self.settle_dicom(mw, assoc_id, None, ended)
     }
 
@@ -98,7 +100,7 @@ impl LuaHost {
         }
         *self.dimse_slot.borrow_mut() = Some(msg.clone());
         self.reject_slot.set(None);
-        let ended = self.run_hook(mw, Hook::Dimse, Mode::Dimse, ctx, assoc_id, Value::Table(self.dimse_proxy.clone()));
+        let ended = self.run_hook(mw, Hook::Dimse, Mode::Dimse, ctx, assoc_id, Arg::Anchored(self.dimse_proxy));
         *self.dimse_slot.borrow_mut() = None;
         self.settle_dicom(mw, assoc_id, Some(msg.clone()), ended)
     }
