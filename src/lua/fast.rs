@@ -186,8 +186,20 @@ unsafe extern "C-unwind" fn header_newindex(l: *mut ffi::lua_State) -> c_int {
     0
 }
 
-/// `get(ud, key)`; upvalues: the holder, the mlua `get` method.
-unsafe extern "C-unwind" fn msg_get(l: *mut ffi::lua_State) -> c_int {
+/// `__index(fields, key)` of `req`/`res`, for the keys the prelude's
+/// `fields` table does not hold; upvalues: the holder, the mlua `get`
+/// method, the mlua userdata, the prelude's `body_of`.
+unsafe extern "C-unwind" fn msg_index(l: *mut ffi::lua_State) -> c_int {
+    let is_body = string_arg(l, 2) == Some(b"body".as_slice());
+    if is_body {
+        // body_of(ud) may yield until the proxy has buffered the body; the
+        // continuation then returns its result
+        ffi::lua_settop(l, 0);
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(4));
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
+        ffi::lua_callk(l, 1, 1, 0, Some(msg_index_k));
+        return 1;
+    }
     let found = match (holder(l, ffi::lua_upvalueindex(1)), string_arg(l, 2)) {
         (Some(slot), Some(key)) => field_get(slot, key),
         _ => Found::Fallback,
@@ -195,10 +207,17 @@ unsafe extern "C-unwind" fn msg_get(l: *mut ffi::lua_State) -> c_int {
     if push_found(l, found) {
         return 1;
     }
-    let n = ffi::lua_gettop(l);
+    // get(ud, key)
+    ffi::lua_settop(l, 2);
     ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
-    ffi::lua_insert(l, 1);
-    ffi::lua_call(l, n, 1);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
+    ffi::lua_pushvalue(l, 2);
+    ffi::lua_call(l, 2, 1);
+    1
+}
+
+/// Continuation of `msg_index` after `body_of` yielded: its result is on top.
+unsafe extern "C-unwind" fn msg_index_k(_l: *mut ffi::lua_State, _status: c_int, _ctx: ffi::lua_KContext) -> c_int {
     1
 }
 
@@ -225,14 +244,16 @@ unsafe fn finish_holder(l: *mut ffi::lua_State, ud_idx: c_int, slot: &Slot) {
 }
 
 /// The fast `req.headers` object (a userdata whose metamethods are the C
-/// functions above, `pairs` going to the mlua object) and the fast `get`
-/// for the prelude's `wrap`.
+/// functions above, `pairs` going to the mlua object) and the fast
+/// `__index` for the prelude's `wrap`; `ud` is the mlua message userdata.
 pub(crate) fn fast_objects(
     lua: &Lua,
     slot: &Slot,
+    ud: &AnyUserData,
     slow_hdr: &AnyUserData,
     slow_get: &Function,
 ) -> mlua::Result<(AnyUserData, Function)> {
+    let body_of: Function = lua.named_registry_value("harmony.body_of")?;
     let pairs: Function = lua
         .load("local slow, pairs = ... return function() return pairs(slow) end")
         .set_name("=harmony.headers")
@@ -240,12 +261,16 @@ pub(crate) fn fast_objects(
     // SAFETY: see the module comment; `f` runs in protected mode and owns
     // nothing with a destructor (it only borrows `slot`).
     unsafe {
-        lua.exec_raw::<(AnyUserData, Function)>((slow_hdr, slow_get, pairs), |l| {
-            // 1 slow_hdr, 2 slow_get, 3 pairs
-            push_holder(l); // 4 holder of get, 5 its metatable
-            finish_holder(l, 4, slot);
+        lua.exec_raw::<(AnyUserData, Function)>((slow_hdr, slow_get, pairs, ud, body_of), |l| {
+            // 1 slow_hdr, 2 slow_get, 3 pairs, 4 ud, 5 body_of
+            push_holder(l); // 6 holder of index, 7 its metatable
+            finish_holder(l, 6, slot);
             ffi::lua_pushvalue(l, 2);
-            ffi::lua_pushcclosure(l, msg_get, 2); // 4 get
+            ffi::lua_pushvalue(l, 4);
+            ffi::lua_pushvalue(l, 5);
+            ffi::lua_pushcclosure(l, msg_index, 4); // 6 index
+            ffi::lua_replace(l, 4); // 4 index
+            ffi::lua_settop(l, 4);
             push_holder(l); // 5 hdr, 6 its metatable
             ffi::lua_pushvalue(l, 5);
             ffi::lua_pushvalue(l, 1);
@@ -258,7 +283,7 @@ pub(crate) fn fast_objects(
             ffi::lua_pushvalue(l, 3);
             ffi::lua_setfield(l, 6, c"__pairs".as_ptr());
             finish_holder(l, 5, slot);
-            // 1 slow_hdr, 2 slow_get, 3 pairs, 4 get, 5 hdr: leave (hdr, get)
+            // 1 slow_hdr, 2 slow_get, 3 pairs, 4 index, 5 hdr: leave (hdr, index)
             ffi::lua_replace(l, 1);
             ffi::lua_replace(l, 2);
             ffi::lua_settop(l, 2);

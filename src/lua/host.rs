@@ -211,8 +211,8 @@ impl LuaHost {
             let slot: Slot = Rc::new(RefCell::new(None));
             let (ud, slow_hdr) = slot_userdata(&lua, &slot)?;
             let slow_get: Function = mlua::ObjectLike::get(&ud, "get")?;
-            let (hdr, get) = super::fast::fast_objects(&lua, &slot, &slow_hdr, &slow_get)?;
-            let proxy: Table = wrap.call((ud, hdr, get))?;
+            let (hdr, index) = super::fast::fast_objects(&lua, &slot, &ud, &slow_hdr, &slow_get)?;
+            let proxy: Table = wrap.call((ud, hdr, index))?;
             Ok(MsgObject { slot, proxy: Anchor::new(&lua, proxy)? })
         };
         let wrap: Function = lua.named_registry_value("harmony.wrap").map_err(fail)?;
@@ -307,6 +307,7 @@ impl LuaHost {
         harmony.set("reject", pieces.get::<Function>("reject")?)?;
         lua.globals().set("harmony", harmony)?;
         lua.set_named_registry_value("harmony.wrap", pieces.get::<Function>("wrap")?)?;
+        lua.set_named_registry_value("harmony.body_of", pieces.get::<Function>("body_of")?)?;
         lua.set_named_registry_value("harmony.wrap_dimse", pieces.get::<Function>("wrap_dimse")?)?;
         lua.set_named_registry_value("harmony.readonly", pieces.get::<Function>("readonly")?)?;
         let xpcall: Function = lua.named_registry_value("harmony.raw_xpcall")?;

@@ -17,13 +17,12 @@ local function body_of(ud)
 end
 
 -- One object per message kind and state; `ud` and `hdr` are upvalues.
--- `hdr` and `get` are the host's fast C versions of the userdata's headers
--- and `ud.get` (see fast.rs). `headers` and the methods sit in the
--- `__index` table, so reading them calls no function; other keys fall
--- through to its own `__index` function. The proxy itself stays empty, so
--- every assignment reaches `__newindex`.
-local function wrap(ud, hdr, get)
-  get = get or ud.get
+-- `hdr` and `index` are the host's fast C versions of the userdata's
+-- headers and of reading a field (see fast.rs; `index` calls `body_of` for
+-- `body`). `headers` and the methods sit in the `__index` table, so reading
+-- them calls no function; other keys fall through to its own `__index`.
+-- The proxy itself stays empty, so every assignment reaches `__newindex`.
+local function wrap(ud, hdr, index)
   local fields = {
     headers = hdr,
     json = function(_)
@@ -36,12 +35,7 @@ local function wrap(ud, hdr, get)
       ud:default_content_type("application/json")
     end,
   }
-  setmetatable(fields, {
-    __index = function(_, k)
-      if k == "body" then return body_of(ud) end
-      return get(ud, k)
-    end,
-  })
+  setmetatable(fields, { __index = index })
   return setmetatable({}, {
     __index = fields,
     __newindex = function(_, k, v) ud:set(k, v) end,
@@ -102,6 +96,6 @@ local function reject(reason)
 end
 
 return {
-  handler = handler, wrap = wrap, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND,
+  handler = handler, wrap = wrap, body_of = body_of, respond = respond, NEED_BODY = NEED_BODY, RESPOND = RESPOND,
   wrap_dimse = wrap_dimse, readonly = readonly, reject = reject, REJECT = REJECT,
 }

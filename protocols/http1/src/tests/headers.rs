@@ -74,3 +74,12 @@ fn field_validity_helpers_guard_against_injection() {
     assert!(!is_valid_field_value(b"a\r\nX-Injected: 1"));
     assert!(!is_valid_field_value(b"a\0"));
 }
+
+#[test]
+fn tchar_table_is_the_rfc_9110_set() {
+    // every byte: ALPHA / DIGIT / the 15 listed symbols, nothing else
+    for b in 0..=255u8 {
+        let rfc = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        assert_eq!(crate::headers::is_tchar(b), rfc, "byte {b:#04x}");
+    }
+}
