@@ -68,9 +68,11 @@ pub(super) enum Resumed {
     Failed(String),
 }
 
-/// An idle coroutine for `lua` (its stack emptied).
+/// An idle coroutine for `lua` (its stack emptied), registered as the
+/// host's, so scripts cannot resume or close it (sandbox.rs).
 pub(super) fn new_thread(lua: &Lua, body: &mlua::Function) -> mlua::Result<Thread> {
     let t = lua.create_thread(body.clone())?;
+    lua.named_registry_value::<mlua::Table>(super::sandbox::HOST_THREADS)?.raw_set(&t, true)?;
     // SAFETY: a new thread; mlua pushed `body`, which we push ourselves per call
     unsafe { ffi::lua_settop(t.state(), 0) };
     Ok(t)

@@ -8,6 +8,9 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+/// Registry key of the (weak-keyed) set of the host's hook coroutines.
+pub(crate) const HOST_THREADS: &str = "harmony.host_threads";
+
 /// Instructions between two budget checks.
 const HOOK_EVERY: u32 = 1000;
 
@@ -142,9 +145,15 @@ pub(crate) fn new_state(scripts_path: &Path, limits: &LuaLimits) -> mlua::Result
     // the host's own wrapper around each hook keeps the plain xpcall: it
     // does not loop, and it must see the budget error to report it
     lua.set_named_registry_value("harmony.raw_xpcall", g.get::<mlua::Function>("xpcall")?)?;
+    // weak keys: a coroutine the host drops is collected as usual
+    let host_threads = lua.create_table()?;
+    let weak = lua.create_table()?;
+    weak.set("__mode", "k")?;
+    host_threads.set_metatable(Some(weak))?;
+    lua.set_named_registry_value(HOST_THREADS, &host_threads)?;
     lua.load(
         r#"
-        local killed, pcall, xpcall, co_create, co_resume, error, MSG = ...
+        local killed, pcall, xpcall, co_create, co_resume, co_close, error, MSG, HOST = ...
         local function pass(...)
           if killed() then error(MSG, 0) end
           return ...
@@ -155,7 +164,15 @@ pub(crate) fn new_state(scripts_path: &Path, limits: &LuaLimits) -> mlua::Result
         end
         _G.pcall = function(...) return pass(pcall(...)) end
         _G.xpcall = function(...) return pass(xpcall(...)) end
-        coroutine.resume = function(...) return pass(co_resume(...)) end
+        -- the coroutines the host runs hooks in (coroutine.running() hands
+        -- them out) are the host's: resuming or closing one from a script
+        -- would run another request's hook on this one's data
+        local function own(co)
+          if HOST[co] then error("a hook's own coroutine cannot be resumed or closed by a script", 3) end
+          return co
+        end
+        coroutine.resume = function(co, ...) return pass(co_resume(own(co), ...)) end
+        coroutine.close = function(co) return co_close(own(co)) end
         coroutine.wrap = function(f)
           local co = co_create(f)
           return function(...) return unwrap(pass(co_resume(co, ...))) end
@@ -168,8 +185,10 @@ pub(crate) fn new_state(scripts_path: &Path, limits: &LuaLimits) -> mlua::Result
         g.get::<mlua::Function>("xpcall")?,
         lua.globals().get::<Table>("coroutine")?.get::<mlua::Function>("create")?,
         lua.globals().get::<Table>("coroutine")?.get::<mlua::Function>("resume")?,
+        lua.globals().get::<Table>("coroutine")?.get::<mlua::Function>("close")?,
         g.get::<mlua::Function>("error")?,
         format!("instruction budget exceeded ({} instructions)", limits.instructions),
+        host_threads,
     ))?;
     Ok((lua, budget))
 }

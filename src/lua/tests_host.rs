@@ -491,3 +491,47 @@ fn review_headers_cannot_escape_the_memory_limit() {
     let total: usize = msg.borrow().headers.iter().map(|(_, v)| v.len()).sum();
     assert!(!matches!(out, Outcome::Continue), "the call went through with {total} bytes of headers");
 }
+
+#[test]
+fn scripts_cannot_resume_or_close_a_hooks_own_coroutine() {
+    let h = host(
+        "hijack",
+        r#"local saved
+        return { on_request = function(req)
+          local mode = req.headers["x-mode"]
+          if mode == "wait" then
+            saved = coroutine.running()
+            req.headers["x-len"] = tostring(#req.body) -- waits for the body
+          elseif mode == "hijack" then
+            local _, e1 = pcall(coroutine.resume, saved)
+            local _, e2 = pcall(coroutine.close, saved)
+            req.headers["x-resume"] = tostring(e1)
+            req.headers["x-close"] = tostring(e2)
+            -- a script's own coroutines still work
+            local co = coroutine.create(function(a) local b = coroutine.yield(a + 1) return b * 2 end)
+            local _, x = coroutine.resume(co, 1)
+            local _, y = coroutine.resume(co, 5)
+            local gen = coroutine.wrap(function() coroutine.yield("w") end)
+            req.headers["x-own"] = x .. ":" .. y .. ":" .. gen() .. ":" .. coroutine.status(co)
+          end
+        end }"#,
+        false,
+    );
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    let a = request(Body::Pending);
+    a.borrow_mut().headers.append("x-mode", b"wait");
+    let Outcome::NeedBody(pending) = h.call(0, Hook::Request, &a, &ctx, "a") else { panic!("a should wait") };
+    let b = request(Body::Loaded(b"bbbbb".to_vec()));
+    b.borrow_mut().headers.append("x-mode", b"hijack");
+    assert!(matches!(h.call(0, Hook::Request, &b, &ctx, "b"), Outcome::Continue));
+    let s = b.borrow();
+    for field in ["x-resume", "x-close"] {
+        let v = String::from_utf8_lossy(s.headers.get(field).unwrap()).into_owned();
+        assert!(v.contains("cannot be resumed or closed"), "{field}: {v}");
+    }
+    assert_eq!(s.headers.get("x-own"), Some(&b"2:10:w:dead"[..]));
+    // the waiting call was left alone and finishes on its own body
+    a.borrow_mut().body = Body::Loaded(b"abc".to_vec());
+    assert!(matches!(h.resume(pending), Outcome::Continue));
+    assert_eq!(a.borrow().headers.get("x-len"), Some(&b"3"[..]));
+}
