@@ -333,9 +333,8 @@ echo
 ratio() {
   [[ -n ${RPS[$1]:-} && -n ${RPS[$2]:-} ]] || return 0
   local rq rm rh eq em eh
-  # a failed read must not end the script before the other ratios (set -e)
-  read -r rq rm rh < <(paired_ratio "$WORK/res-$1" "$WORK/res-$2" 1) || { rq=0 rm=0 rh=0; note "no per-round ratio for $3"; }
-  read -r eq em eh < <(paired_ratio "$WORK/res-$1" "$WORK/res-$2" 5) || { eq=0 em=0 eh=0; note "no per-round CPU ratio for $3"; }
+  read -r rq rm rh < <(paired_ratio "$WORK/res-$1" "$WORK/res-$2" 1)
+  read -r eq em eh < <(paired_ratio "$WORK/res-$1" "$WORK/res-$2" 5)
   awk -v l="$3" -v a="${RPS[$1]}" -v b="${RPS[$2]}" -v ea="${EFF[$1]}" -v eb="${EFF[$2]}" \
       -v rq="$rq" -v rm="$rm" -v rh="$rh" -v eq="$eq" -v em="$em" -v eh="$eh" 'BEGIN {
     printf "%s: req/s %.2f (per round %.2f [%.2f-%.2f]); per proxy CPU-s %.2f (per round %.2f [%.2f-%.2f])\n",
