@@ -121,17 +121,25 @@ unsafe fn drive(lua: &Lua, co: &Thread, nargs: c_int, sentinel: Anchor) -> Resum
             // xpcall's results: ok, then the hook's first result (or the error)
             let ok = nres >= 1 && ffi::lua_toboolean(s, -nres) != 0;
             let value = if nres >= 2 && ffi::lua_type(s, 1 - nres) != ffi::LUA_TNIL {
-                ffi::lua_settop(s, 2 - nres - 1); // the second result on top
+                ffi::lua_settop(s, 1 - nres); // the second result on top
                 take_top(lua, s)
             } else {
-                Value::Nil
+                Ok(Value::Nil)
             };
             ffi::lua_settop(s, 0);
-            Resumed::Finished { ok, value }
+            match value {
+                Ok(value) => Resumed::Finished { ok, value },
+                // a result we cannot read must not pass for "no result"
+                // (an on_dimse refusal would become a success)
+                Err(e) => Resumed::Failed(format!("cannot read the hook's result: {e}")),
+            }
         }
         ffi::LUA_YIELD => {
             let mut need_body = false;
-            if nres >= 1 && ffi::lua_checkstack(s, 1) != 0 {
+            if nres >= 1 {
+                if ffi::lua_checkstack(s, 1) == 0 {
+                    return Resumed::Failed("cannot grow the coroutine stack".into());
+                }
                 sentinel.push(s);
                 need_body = ffi::lua_rawequal(s, -1, -1 - nres) != 0;
                 ffi::lua_settop(s, -2);
@@ -152,8 +160,8 @@ unsafe fn drive(lua: &Lua, co: &Thread, nargs: c_int, sentinel: Anchor) -> Resum
     }
 }
 
-/// Pop the top of `s` as an mlua value (nil if mlua cannot take it: the
-/// caller empties the stack either way).
-unsafe fn take_top(lua: &Lua, s: *mut ffi::lua_State) -> Value {
-    lua.exec_raw::<Value>((), |state| ffi::lua_xmove(s, state, 1)).unwrap_or(Value::Nil)
+/// Pop the top of `s` as an mlua value (the caller empties the stack
+/// either way).
+unsafe fn take_top(lua: &Lua, s: *mut ffi::lua_State) -> mlua::Result<Value> {
+    lua.exec_raw::<Value>((), |state| ffi::lua_xmove(s, state, 1))
 }

@@ -167,12 +167,15 @@ pub(crate) fn new_state(scripts_path: &Path, limits: &LuaLimits) -> mlua::Result
         -- the coroutines the host runs hooks in (coroutine.running() hands
         -- them out) are the host's: resuming or closing one from a script
         -- would run another request's hook on this one's data
-        local function own(co)
-          if HOST[co] then error("a hook's own coroutine cannot be resumed or closed by a script", 3) end
-          return co
+        local REFUSED = "a hook's own coroutine cannot be resumed or closed by a script"
+        coroutine.resume = function(co, ...)
+          if HOST[co] then return false, REFUSED end -- resume's way to fail
+          return pass(co_resume(co, ...))
         end
-        coroutine.resume = function(co, ...) return pass(co_resume(own(co), ...)) end
-        coroutine.close = function(co) return co_close(own(co)) end
+        coroutine.close = function(co)
+          if HOST[co] then error(REFUSED, 2) end -- as for closing a running one
+          return co_close(co)
+        end
         coroutine.wrap = function(f)
           local co = co_create(f)
           return function(...) return unwrap(pass(co_resume(co, ...))) end
