@@ -22,4 +22,7 @@ pub use host::{Hook, LoadError, LuaHost, Outcome, Pending, StageSpec};
 #[cfg(test)]
 mod tests_host;
 pub use ctx::{CtxState, LuaCtx};
-pub use dicom::{AssocInfo, Dataset, DatasetState, DicomOutcome, DicomPending, DimseMsg, DimseState, ProposedContext};
+pub use dicom::{
+    next_message_id, AssocInfo, Dataset, DatasetState, DicomOutcome, DicomPending, DimseMsg, DimseState,
+    ProposedContext,
+};

@@ -5,19 +5,24 @@
 use super::dataset::{
     approx_size, check_settable, item, resolve, tag_str, vr_for, with_item_mut, DatasetState, ItemPath, GROWTH_MAX,
 };
-use super::msg::{DimseMsg, DimseSlot};
+use super::msg::{DimseMsg, DimseSlot, DimseState};
 use super::raw::{is_text, Raw};
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value as DicomValue, C};
 use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_object::mem::InMemElement;
 use dicom_object::InMemDicomObject;
 use mlua::{Lua, MetaMethod, UserData, UserDataMethods, Value};
-use std::rc::Rc;
+use std::cell::RefMut;
 
 /// A data set, or one item of a sequence inside it.
 pub(crate) struct DsUd {
     slot: DimseSlot,
-    msg: DimseMsg,
+    /// The message's `id`, not the message: the object (which a script may
+    /// keep, and which lives until the Lua GC gets to it) must hold no Rust
+    /// memory of its own. The GC sees only the userdata's bytes, so what it
+    /// pointed to would pile up between two collections (RSS grew from 7 to
+    /// 20 MB over 160,000 C-STOREs when it held the message).
+    id: u64,
     path: ItemPath,
 }
 
@@ -25,9 +30,13 @@ fn bad(msg: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(msg.into())
 }
 
+fn borrow(msg: &DimseMsg) -> mlua::Result<RefMut<'_, DimseState>> {
+    msg.try_borrow_mut().map_err(|_| bad("the data set is in use"))
+}
+
 impl DsUd {
-    pub(crate) fn root(slot: DimseSlot, msg: DimseMsg) -> DsUd {
-        DsUd { slot, msg, path: Vec::new() }
+    pub(crate) fn root(slot: DimseSlot, id: u64) -> DsUd {
+        DsUd { slot, id, path: Vec::new() }
     }
 
     fn child(&self, tag: Tag, index: usize) -> mlua::Result<DsUd> {
@@ -36,30 +45,35 @@ impl DsUd {
         }
         let mut path = self.path.clone();
         path.push((tag, index));
-        Ok(DsUd { slot: self.slot.clone(), msg: self.msg.clone(), path })
+        Ok(DsUd { slot: self.slot.clone(), id: self.id, path })
     }
 
     /// Count bytes a script adds to the data set (see `Dataset::grow`).
     fn grow(&self, bytes: usize) -> mlua::Result<()> {
-        match &mut self.state()?.dataset {
+        let msg = self.msg()?;
+        let mut state = borrow(&msg)?;
+        match &mut state.dataset {
             DatasetState::Loaded(ds) => ds.grow(bytes).map_err(bad),
             _ => Ok(()),
         }
     }
 
-    /// The message state, if this object still belongs to the running call.
-    fn state(&self) -> mlua::Result<std::cell::RefMut<'_, super::msg::DimseState>> {
-        let current = self.slot.try_borrow().ok().and_then(|s| s.as_ref().map(|m| Rc::ptr_eq(m, &self.msg)));
-        if current != Some(true) {
-            return Err(bad("a data set is only valid during the hook call of its message"));
+    /// The message, if this object still belongs to the running call.
+    fn msg(&self) -> mlua::Result<DimseMsg> {
+        let stale = || bad("a data set is only valid during the hook call of its message");
+        let msg = self.slot.try_borrow().ok().and_then(|s| s.clone()).ok_or_else(stale)?;
+        let id = msg.try_borrow().map_err(|_| bad("the data set is in use"))?.id;
+        if id != self.id {
+            return Err(stale());
         }
-        self.msg.try_borrow_mut().map_err(|_| bad("the data set is in use"))
+        Ok(msg)
     }
 
     /// Run `f` on this object's item; `f` says whether it changed something,
     /// which marks the data set changed.
     fn with<R>(&self, f: impl FnOnce(&mut InMemDicomObject) -> mlua::Result<(R, bool)>) -> mlua::Result<R> {
-        let mut state = self.state()?;
+        let msg = self.msg()?;
+        let mut state = borrow(&msg)?;
         let DatasetState::Loaded(ds) = &mut state.dataset else {
             return Err(bad("the data set is no longer available"));
         };
@@ -72,7 +86,8 @@ impl DsUd {
     }
 
     fn read<R>(&self, f: impl FnOnce(&InMemDicomObject) -> mlua::Result<R>) -> mlua::Result<R> {
-        let mut state = self.state()?;
+        let msg = self.msg()?;
+        let mut state = borrow(&msg)?;
         let DatasetState::Loaded(ds) = &mut state.dataset else {
             return Err(bad("the data set is no longer available"));
         };
@@ -88,7 +103,8 @@ impl DsUd {
         if !self.path.is_empty() {
             return Ok(None);
         }
-        let mut state = self.state()?;
+        let msg = self.msg()?;
+        let mut state = borrow(&msg)?;
         let DatasetState::Loaded(ds) = &mut state.dataset else {
             return Err(bad("the data set is no longer available"));
         };

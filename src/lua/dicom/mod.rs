@@ -20,7 +20,7 @@ mod tests_scripts;
 pub use assoc::{AssocInfo, ProposedContext};
 pub use calls::{DicomOutcome, DicomPending};
 pub use dataset::{Dataset, DatasetState};
-pub use msg::{DimseMsg, DimseState};
+pub use msg::{next_message_id, DimseMsg, DimseState};
 
 pub(crate) use calls::reject_function;
 pub(crate) use msg::{DimseSlot, DimseUd};

@@ -12,6 +12,9 @@ use std::rc::Rc;
 /// One DIMSE message as on_dimse sees and changes it.
 #[derive(Debug)]
 pub struct DimseState {
+    /// Unique per message (`next_message_id`): how a data set object knows
+    /// whether it still belongs to the message being processed.
+    pub id: u64,
     /// Scripts read any field and change a few (see `docs/lua.md`).
     pub command: Command,
     /// A script changed the command set.
@@ -25,6 +28,13 @@ pub struct DimseState {
 }
 
 pub type DimseMsg = Rc<RefCell<DimseState>>;
+
+/// A fresh `DimseState::id`.
+pub fn next_message_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Which message the state's `msg` object stands for right now.
 pub(crate) type DimseSlot = Rc<RefCell<Option<DimseMsg>>>;
@@ -154,8 +164,9 @@ impl UserData for DimseUd {
                 DatasetState::Absent => Value::Nil,
                 DatasetState::Pending => Value::Boolean(false),
                 DatasetState::Loaded(_) => {
+                    let id = s.id;
                     drop(s);
-                    Value::UserData(lua.create_userdata(DsUd::root(this.0.clone(), msg.clone()))?)
+                    Value::UserData(lua.create_userdata(DsUd::root(this.0.clone(), id))?)
                 }
             })
         });

@@ -128,6 +128,7 @@ pub(super) fn store_rq(dataset: DatasetState, ts: &str) -> DimseMsg {
         ..Command::new(CommandField::CStoreRq)
     };
     Rc::new(RefCell::new(DimseState {
+        id: super::msg::next_message_id(),
         command,
         command_changed: false,
         dataset,
@@ -369,6 +370,7 @@ fn the_data_set_is_buffered_only_when_a_script_reads_it() {
 
     // a script that never reads the data set never waits for it
     let echo = Rc::new(RefCell::new(DimseState {
+        id: super::msg::next_message_id(),
         command: Command::echo_rq(1),
         command_changed: false,
         dataset: DatasetState::Pending,
@@ -444,6 +446,7 @@ fn command_fields_can_be_changed() {
 
     // a response's status can be rewritten
     let rsp = Rc::new(RefCell::new(DimseState {
+        id: super::msg::next_message_id(),
         command: Command::response_to(&Command::echo_rq(3), 0x0110),
         command_changed: false,
         dataset: DatasetState::Absent,
@@ -630,6 +633,10 @@ fn objects_are_only_valid_during_their_call() {
     let c = ctx(&h);
     let first = loaded(EXPLICIT);
     assert!(matches!(h.call_dimse(0, &first, &c, "a"), DicomOutcome::Continue));
+    // the kept object holds no reference to its message: the Lua GC cannot
+    // see Rust memory behind a userdata, so messages would pile up
+    assert_eq!(Rc::strong_count(&first), 1);
+    assert_eq!(Rc::weak_count(&first), 0);
     assert!(matches!(h.call_dimse(0, &loaded(EXPLICIT), &c, "a"), DicomOutcome::Continue));
     assert!(err_of(&c).unwrap().contains("only valid during the hook call"));
 }

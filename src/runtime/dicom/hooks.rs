@@ -169,6 +169,7 @@ impl Worker {
             .unwrap_or_default();
         let has_data = cmd.has_data_set;
         let msg = Rc::new(RefCell::new(DimseState {
+            id: crate::lua::next_message_id(),
             is_request: !cmd.field.is_response(),
             command: cmd,
             command_changed: false,
