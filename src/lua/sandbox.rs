@@ -120,6 +120,12 @@ pub(crate) fn new_state(scripts_path: &Path, limits: &LuaLimits) -> mlua::Result
     install_require(&lua, scripts_path)?;
 
     lua.set_memory_limit(limits.memory)?;
+    // Generational GC: hook calls make short-lived garbage (data set
+    // objects, strings), which the incremental collector let pile up — with
+    // on_dimse reading every data set, the heap drifted from 0.6 to 4 MB
+    // (live: 0.1-0.4 MB) over 280,000 C-STOREs and RSS with it; in
+    // generational mode it stays at ~0.1 MB for the same CPU.
+    lua.gc_set_mode(mlua::state::GcMode::Generational(mlua::state::GcGenParams::default()));
     let budget = Rc::new(Budget {
         used: Cell::new(0),
         limit: limits.instructions,
