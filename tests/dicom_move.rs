@@ -105,7 +105,7 @@ fn final_status(out: &str) -> Option<String> {
     // movescu -v prints "Received Final Move Response (<status text>)" for the last response
     out.lines()
         .filter(|l| l.contains("Final Move Response"))
-        .last()
+        .next_back()
         .map(|l| l.split_once("Final Move Response").unwrap().1.trim().to_string())
 }
 

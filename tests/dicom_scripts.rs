@@ -76,7 +76,7 @@ fn deidentify_lua_stores_deidentified_instances_into_orthanc() {
         pixel_bytes: 30_000,
         ..Instance::default()
     };
-    let originals = vec![
+    let originals = [
         a(1, 1),
         a(2, 1),
         Instance {

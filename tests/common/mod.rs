@@ -525,7 +525,7 @@ impl Conn {
             return;
         }
         let te = r.header("transfer-encoding").map(|s| s.to_ascii_lowercase());
-        if te.as_deref().map_or(false, |t| t.ends_with("chunked")) {
+        if te.as_deref().is_some_and(|t| t.ends_with("chunked")) {
             r.framing = "chunked";
             loop {
                 let mut l = String::new();

@@ -206,7 +206,7 @@ struct Body {
 
 impl Body {
     fn for_head(h: &Head) -> Body {
-        let chunked = h.header("transfer-encoding").map_or(false, |t| t.to_ascii_lowercase().contains("chunked"));
+        let chunked = h.header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
         let len = h.header("content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
         Body { chunked, left: if chunked { 0 } else { len }, done: !chunked && len == 0, trailers: vec![] }
     }
@@ -324,7 +324,7 @@ fn serve(stream: TcpStream, port: u16, stats: &Stats) -> io::Result<()> {
             stats.dropped.fetch_add(1, Ordering::SeqCst);
             return Ok(());
         }
-        if h.header("expect").map_or(false, |e| e.eq_ignore_ascii_case("100-continue")) {
+        if h.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
             w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         let mut body = Body::for_head(&h);
