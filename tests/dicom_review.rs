@@ -101,6 +101,9 @@ fn read_msg(s: &mut TcpStream) -> Result<Msg, u8> {
     }
 }
 
+/// An A-RELEASE-RQ PDU (PS3.8 §9.3.6).
+const A_RELEASE_RQ: [u8; 10] = [0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+
 /// A command + optional data set, fragmented to 16 KB PDUs, one PDV each.
 fn message_bytes(context_id: u8, cmd: &Command, data: Option<&[u8]>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -290,7 +293,7 @@ fn command_and_data_in_one_pdu_and_a_data_set_over_many_pdus_arrive_intact() {
     c.write_all(&message_bytes(1, &store_rq(2, &format!("{UID_ROOT}.77.2")), Some(&big))).unwrap();
     let r = read_msg(&mut c).expect("C-STORE-RSP");
     assert_eq!(r.cmd.status, Some(0), "{:?}\n{}", r.cmd, h.stderr());
-    c.write_all(&[0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
+    c.write_all(&A_RELEASE_RQ).unwrap();
     drop(c);
     t.join().unwrap();
 }
@@ -331,7 +334,7 @@ fn c_find_with_pending_matches_and_c_cancel_pass_through() {
         "{}",
         h.stderr()
     );
-    c.write_all(&[0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
+    c.write_all(&A_RELEASE_RQ).unwrap();
     drop(c);
     t.join().unwrap();
 }
@@ -341,7 +344,7 @@ fn c_find_with_pending_matches_and_c_cancel_pass_through() {
 #[test]
 fn release_collision_is_passed_through() {
     let (port, _rq, t) = fake_scp(move |s| {
-        s.write_all(&[0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
+        s.write_all(&A_RELEASE_RQ).unwrap();
         let p = read_pdu(s).expect("the client's A-RELEASE-RQ");
         assert_eq!(p[0], 0x05);
         s.write_all(&[0x06, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
@@ -351,7 +354,7 @@ fn release_collision_is_passed_through() {
     let hport = free_port();
     let h = DicomConfig::new(hport).backend("pacs", "FAKE", port, "").start("review-collision", &[]);
     let mut c = associate(hport, &rq_bytes("CLIENT", "HARMONY", &[(1, VERIFICATION)]));
-    c.write_all(&[0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
+    c.write_all(&A_RELEASE_RQ).unwrap();
     assert_eq!(read_pdu(&mut c).map(|p| p[0]), Some(0x05));
     c.write_all(&[0x06, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
     assert_eq!(read_pdu(&mut c).map(|p| p[0]), Some(0x06));
@@ -418,7 +421,7 @@ fn a_request_from_the_backend_is_relayed_and_logged() {
         "{}",
         h.stderr()
     );
-    c.write_all(&[0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
+    c.write_all(&A_RELEASE_RQ).unwrap();
     drop(c);
     t.join().unwrap();
 }
@@ -537,7 +540,7 @@ fn a_store_refused_for_size_is_finished_not_left_outstanding() {
         "no access-log line for the refused store:\n{}",
         h.stderr()
     );
-    c.write_all(&[0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
+    c.write_all(&A_RELEASE_RQ).unwrap();
     drop(c);
     let _ = t.join();
 }
@@ -558,21 +561,39 @@ return {
 /// instead of success (it was once dropped without a trace).
 #[test]
 fn a_response_over_the_buffer_limit_is_not_silently_dropped() {
-    let (port, _rq, t) = fake_scp(|s| {
+    let matches = &[("Huge^Match", 4000), ("Small^Match", 10)];
+    let (statuses, stderr) =
+        find_statuses("review-overlimit-rsp", "buffered_dataset_bytes = 1024", READ_FIND_RSP_DATASET, matches);
+    // the match too large for the script cannot be passed on: it is not
+    // dropped silently — the final response says the result is incomplete
+    assert_eq!(statuses, vec![0xFF00, 0xA700], "responses the client saw: {statuses:04x?}\n{stderr}");
+}
+
+/// A C-FIND through harmony, with `script` as an on_dimse stage, to a fake
+/// SCP that answers one pending response per `(patient name, padding)` and
+/// then success: the statuses the client saw, and harmony's stderr.
+fn find_statuses(
+    tag: &str,
+    listener: &str,
+    script: &str,
+    matches: &'static [(&'static str, usize)],
+) -> (Vec<u16>, String) {
+    let (port, _rq, t) = fake_scp(move |s| {
         let m = read_msg(s).expect("C-FIND-RQ");
         let mut pending = Command::response_to(&m.cmd, 0xFF00);
         pending.has_data_set = true;
-        s.write_all(&message_bytes(m.context_id, &pending, Some(&dataset("Huge^Match", 4000)))).unwrap();
-        s.write_all(&message_bytes(m.context_id, &pending, Some(&dataset("Small^Match", 10)))).unwrap();
+        for &(name, pad) in matches {
+            s.write_all(&message_bytes(m.context_id, &pending, Some(&dataset(name, pad)))).unwrap();
+        }
         s.write_all(&message_bytes(m.context_id, &Command::response_to(&m.cmd, 0), None)).unwrap();
         let _ = read_pdu(s);
     });
     let hport = free_port();
     let h = DicomConfig::new(hport)
-        .listener("buffered_dataset_bytes = 1024")
+        .listener(listener)
         .lua("s", r#"script = "s.lua""#)
         .backend("pacs", "FAKE", port, "")
-        .start("review-overlimit-rsp", &[("s.lua", READ_FIND_RSP_DATASET)]);
+        .start(tag, &[("s.lua", script)]);
     let mut c = associate(hport, &rq_bytes("CLIENT", "HARMONY", &[(1, STUDY_FIND)]));
     c.write_all(&message_bytes(1, &find_rq(1), Some(&dataset("", 0)))).unwrap();
     let mut statuses = Vec::new();
@@ -583,12 +604,10 @@ fn a_response_over_the_buffer_limit_is_not_silently_dropped() {
             break;
         }
     }
-    // the match too large for the script cannot be passed on: it is not
-    // dropped silently — the final response says the result is incomplete
-    assert_eq!(statuses, vec![0xFF00, 0xA700], "responses the client saw: {statuses:04x?}\n{}", h.stderr());
-    c.write_all(&[0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
+    c.write_all(&A_RELEASE_RQ).unwrap();
     drop(c);
     let _ = t.join();
+    (statuses, h.stderr())
 }
 
 /// The client leaves during association negotiation (the backend has not
@@ -708,32 +727,7 @@ return {
 /// C-FIND match); the other matches and the final status pass unchanged.
 #[test]
 fn a_script_refusing_a_pending_match_filters_it_out() {
-    let (port, _rq, t) = fake_scp(|s| {
-        let m = read_msg(s).expect("C-FIND-RQ");
-        let mut pending = Command::response_to(&m.cmd, 0xFF00);
-        pending.has_data_set = true;
-        s.write_all(&message_bytes(m.context_id, &pending, Some(&dataset("Hide^Me", 10)))).unwrap();
-        s.write_all(&message_bytes(m.context_id, &pending, Some(&dataset("Show^Me", 10)))).unwrap();
-        s.write_all(&message_bytes(m.context_id, &Command::response_to(&m.cmd, 0), None)).unwrap();
-        let _ = read_pdu(s);
-    });
-    let hport = free_port();
-    let h = DicomConfig::new(hport)
-        .lua("s", r#"script = "s.lua""#)
-        .backend("pacs", "FAKE", port, "")
-        .start("review-filter-matches", &[("s.lua", HIDE_MATCHES)]);
-    let mut c = associate(hport, &rq_bytes("CLIENT", "HARMONY", &[(1, STUDY_FIND)]));
-    c.write_all(&message_bytes(1, &find_rq(1), Some(&dataset("", 0)))).unwrap();
-    let mut statuses = Vec::new();
-    loop {
-        let r = read_msg(&mut c).expect("C-FIND-RSP");
-        statuses.push(r.cmd.status.unwrap());
-        if !matches!(r.cmd.status, Some(0xFF00 | 0xFF01)) {
-            break;
-        }
-    }
-    assert_eq!(statuses, vec![0xFF00, 0x0000], "responses the client saw: {statuses:04x?}\n{}", h.stderr());
-    c.write_all(&[0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
-    drop(c);
-    let _ = t.join();
+    let matches = &[("Hide^Me", 10), ("Show^Me", 10)];
+    let (statuses, stderr) = find_statuses("review-filter-matches", "", HIDE_MATCHES, matches);
+    assert_eq!(statuses, vec![0xFF00, 0x0000], "responses the client saw: {statuses:04x?}\n{stderr}");
 }
