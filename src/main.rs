@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc malloc: a proxied request makes ~20 small
 /// allocations, which cost ~5,000 instructions in glibc (callgrind) and a
-/// fraction of that here. See benches/README.md.
+/// fraction of that here. See benches/README.md and `harmony::allocator`.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: harmony::allocator::MiMalloc = harmony::allocator::MiMalloc;
 
 const USAGE: &str = "\
 usage: harmony [-c FILE | FILE] [--check]

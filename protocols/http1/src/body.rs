@@ -306,7 +306,7 @@ impl BodyDecoder {
         let window = input.get(..max).unwrap_or(input);
         let parsed = with_header_slots(&self.limits, |slots| match httparse::parse_headers(window, slots) {
             Ok(httparse::Status::Complete((n, fields))) => {
-                Ok(Some((n, (!fields.is_empty()).then(|| collect_headers(fields)))))
+                Ok(Some((n, (!fields.is_empty()).then(|| collect_headers(window, fields)))))
             }
             Ok(httparse::Status::Partial) => Ok(None),
             Err(httparse::Error::TooManyHeaders) => Err(Error::TooManyHeaders),

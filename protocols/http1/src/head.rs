@@ -187,15 +187,47 @@ fn map_httparse(e: httparse::Error) -> Error {
     }
 }
 
-/// Copy httparse's borrowed fields into one `Headers` (two allocations).
-pub(crate) fn collect_headers(fields: &[httparse::Header<'_>]) -> Headers {
-    let bytes: usize = fields.iter().map(|h| h.name.len() + h.value.len()).sum();
+/// Copy httparse's borrowed fields (slices of `buf`) into one `Headers`
+/// (two allocations). When the lines are in canonical wire form (`name:
+/// value\r\n`, back to back: what nearly every peer sends) the whole block
+/// is copied at once; otherwise field by field, values trimmed of OWS.
+pub(crate) fn collect_headers(buf: &[u8], fields: &[httparse::Header<'_>]) -> Headers {
     // slack so a proxy can add its usual fields without reallocating
-    let mut headers = Headers::with_capacity(fields.len() + 8, bytes + 256);
+    const SLACK: usize = 256;
+    if let Some(block) = wire_block(buf, fields) {
+        return Headers::from_wire_lines(block, fields.iter().map(|h| (h.name.len(), h.value.len())), SLACK);
+    }
+    let bytes: usize = fields.iter().map(|h| h.name.len() + h.value.len() + 4).sum();
+    let mut headers = Headers::with_capacity(fields.len() + 8, bytes + SLACK);
     for h in fields {
         headers.append(h.name, trim_ows(h.value));
     }
     headers
+}
+
+/// The bytes of `fields` in `buf` when they lie back to back there, each
+/// exactly `name: value\r\n` with a non-empty value that has no trailing
+/// OWS; None otherwise (other spacing, bare LF, or slices not from `buf`).
+fn wire_block<'a>(buf: &'a [u8], fields: &[httparse::Header<'_>]) -> Option<&'a [u8]> {
+    let base = buf.as_ptr() as usize;
+    let offset = |p: *const u8| (p as usize).checked_sub(base);
+    let start = offset(fields.first()?.name.as_ptr())?;
+    let mut at = start;
+    for h in fields {
+        let name_end = at.checked_add(h.name.len())?;
+        let value_at = name_end.checked_add(2)?;
+        let value_end = value_at.checked_add(h.value.len())?;
+        let line_end = value_end.checked_add(2)?;
+        let in_place = offset(h.name.as_ptr())? == at && offset(h.value.as_ptr())? == value_at;
+        if !in_place || matches!(h.value.last(), None | Some(b' ' | b'\t')) {
+            return None;
+        }
+        if buf.get(name_end..value_at)? != b": " || buf.get(value_end..line_end)? != b"\r\n" {
+            return None;
+        }
+        at = line_end;
+    }
+    buf.get(start..at)
 }
 
 fn version_of(v: Option<u8>) -> Result<Version, Error> {
@@ -236,7 +268,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead,
                     method: req.method.unwrap_or_default().to_owned(),
                     target: target.to_owned(),
                     version: version_of(req.version)?,
-                    headers: collect_headers(req.headers),
+                    headers: collect_headers(window, req.headers),
                 };
                 Ok(Some((head, n)))
             }
@@ -286,7 +318,7 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<(ResponseHea
                     version: version_of(res.version)?,
                     status,
                     reason: res.reason.unwrap_or_default().to_owned(),
-                    headers: collect_headers(res.headers),
+                    headers: collect_headers(window, res.headers),
                 };
                 Ok(Some((head, n)))
             }

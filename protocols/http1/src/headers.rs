@@ -2,6 +2,9 @@ use std::ops::Range;
 
 /// One field: where its name and value live in `Headers::bytes`, and whether
 /// it is still present (removal only clears `live`, so ranges stay valid).
+/// The bytes hold every field in wire form, `name: value\r\n`: `name` ends two
+/// bytes before `value` starts, and the field's line is
+/// `name.start..value.end + 2`, so serializing is copying lines.
 #[derive(Clone, Debug)]
 struct Entry {
     name: Range<usize>,
@@ -9,9 +12,10 @@ struct Entry {
     live: bool,
 }
 
-/// An ordered, case-insensitive multimap of header fields that keeps all names
-/// and values in one byte buffer (two allocations per message, not two per
-/// field). Removal marks entries dead; `set` removes then appends.
+/// An ordered, case-insensitive multimap of header fields that keeps all
+/// fields in one byte buffer, in wire form (two allocations per message, not
+/// two per field; serializing copies runs of lines). Removal marks entries
+/// dead; `set` removes then appends.
 /// Names are stored as received (original case) and compared ASCII
 /// case-insensitively. Values are raw bytes (obs-text allowed).
 ///
@@ -36,8 +40,8 @@ impl Headers {
         Self { bytes: Vec::with_capacity(bytes), entries: Vec::with_capacity(fields) }
     }
 
-    /// Bytes the field list holds (names and values, removed ones included
-    /// until the list is rebuilt): what it costs in memory.
+    /// Bytes the field list holds (its lines, removed ones included until
+    /// the list is rebuilt): what it costs in memory.
     pub fn byte_len(&self) -> usize {
         self.bytes.len()
     }
@@ -87,10 +91,51 @@ impl Headers {
     /// Append a field (keeps existing ones of the same name).
     pub fn append(&mut self, name: &str, value: &[u8]) {
         let name_start = self.bytes.len();
+        self.bytes.reserve(name.len() + value.len() + 4);
         self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.extend_from_slice(b": ");
         let value_start = self.bytes.len();
         self.bytes.extend_from_slice(value);
-        self.entries.push(Entry { name: name_start..value_start, value: value_start..self.bytes.len(), live: true });
+        let value_end = self.bytes.len();
+        self.bytes.extend_from_slice(b"\r\n");
+        self.entries.push(Entry { name: name_start..value_start - 2, value: value_start..value_end, live: true });
+    }
+
+    /// Fields whose lines are already in wire form: `block` holds them back
+    /// to back, each `(name_len, value_len)` line being `name: value\r\n`
+    /// (the caller has checked that). `name` bytes must be valid UTF-8.
+    /// One copy of the whole block instead of one per name and value.
+    pub(crate) fn from_wire_lines(block: &[u8], lines: impl Iterator<Item = (usize, usize)>, slack: usize) -> Self {
+        let mut bytes = Vec::with_capacity(block.len() + slack);
+        bytes.extend_from_slice(block);
+        let mut entries = Vec::with_capacity(lines.size_hint().0 + 8);
+        let mut at = 0;
+        for (name_len, value_len) in lines {
+            let value_start = at + name_len + 2;
+            entries.push(Entry { name: at..at + name_len, value: value_start..value_start + value_len, live: true });
+            at = value_start + value_len + 2;
+        }
+        Self { bytes, entries }
+    }
+
+    /// Append every live field in wire form (`name: value\r\n` each) to `out`,
+    /// copying each run of adjacent live lines at once.
+    pub fn write_lines(&self, out: &mut Vec<u8>) {
+        let mut run: Option<Range<usize>> = None;
+        for e in self.entries.iter().filter(|e| e.live) {
+            let line = e.name.start..e.value.end + 2;
+            run = match run {
+                Some(r) if r.end == line.start => Some(r.start..line.end),
+                Some(r) => {
+                    out.extend_from_slice(self.bytes.get(r).unwrap_or_default());
+                    Some(line)
+                }
+                None => Some(line),
+            };
+        }
+        if let Some(r) = run {
+            out.extend_from_slice(self.bytes.get(r).unwrap_or_default());
+        }
     }
 
     /// Replace every field named `name` with one field.

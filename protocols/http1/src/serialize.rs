@@ -9,12 +9,7 @@ fn version_str(v: Version) -> &'static [u8] {
 }
 
 fn write_fields(headers: &Headers, out: &mut Vec<u8>) {
-    for (name, value) in headers.iter() {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+    headers.write_lines(out);
 }
 
 /// Append `METHOD target HTTP/1.x\r\n` + fields + `\r\n` to `out`.

@@ -91,3 +91,39 @@ fn reason_phrases_cover_the_common_codes() {
         assert!(!reason_phrase(status).is_empty(), "{status}");
     }
 }
+
+#[test]
+fn fields_are_written_in_canonical_form_whatever_the_received_spacing() {
+    // the first and last lines are canonical (copied as a block), the middle
+    // ones are not (no space, extra OWS, tab): all are re-spaced on output
+    let head = req(b"GET / HTTP/1.1\r\nHost: a\r\nX-A:b\r\nX-B:  c \t\r\nX-C:\td\r\nX-F: g \r\nX-D: e\r\n\r\n");
+    assert_eq!(head.headers.get("x-f"), Some(&b"g"[..]));
+    let mut out = Vec::new();
+    write_request_head(&head, &mut out);
+    assert_eq!(out, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\nX-B: c\r\nX-C: d\r\nX-F: g\r\nX-D: e\r\n\r\n");
+    let canonical = req(b"GET / HTTP/1.1\r\nHost: a\r\nX-D: e\r\nX-E: f g\r\n\r\n");
+    assert_eq!(canonical.headers.get("x-e"), Some(&b"f g"[..]));
+    assert_eq!(canonical.headers.len(), 3);
+}
+
+#[test]
+fn bare_lf_lines_and_empty_values_are_written_with_crlf() {
+    let head = req(b"GET / HTTP/1.1\nHost: a\nX-Empty: \r\nAccept: */*\n\n");
+    assert_eq!(head.headers.get("x-empty"), Some(&b""[..]));
+    let mut out = Vec::new();
+    write_request_head(&head, &mut out);
+    assert_eq!(out, b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty: \r\nAccept: */*\r\n\r\n");
+}
+
+#[test]
+fn gaps_left_by_removed_fields_split_the_copy_without_losing_lines() {
+    let mut head =
+        res(b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: x\r\nConnection: keep-alive\r\nA: 1\r\nB: 2\r\n\r\n");
+    head.headers.remove("date");
+    head.headers.remove("b");
+    head.headers.append("X-Lua", b"1");
+    head.headers.set("Server", b"h");
+    let mut out = Vec::new();
+    write_response_head(&head, &mut out);
+    assert_eq!(out, b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nA: 1\r\nX-Lua: 1\r\nServer: h\r\n\r\n");
+}
