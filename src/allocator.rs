@@ -77,14 +77,14 @@ mod tests {
                     // size and freed once, with the layout it has then.
                     unsafe {
                         let z = a.alloc_zeroed(layout);
-                        assert!(z as usize % align == 0, "zeroed {size}/{align}");
+                        assert!((z as usize).is_multiple_of(align), "zeroed {size}/{align}");
                         assert!((0..size).all(|i| *z.add(i) == 0), "zeroed {size}/{align}");
                         a.dealloc(z, layout);
                         let p = a.alloc(layout);
-                        assert!(!p.is_null() && p as usize % align == 0, "alloc {size}/{align}");
+                        assert!(!p.is_null() && (p as usize).is_multiple_of(align), "alloc {size}/{align}");
                         p.write_bytes(0xa5, size);
                         let q = a.realloc(p, layout, new_size);
-                        assert!(!q.is_null() && q as usize % align == 0, "realloc {size}->{new_size}/{align}");
+                        assert!(!q.is_null() && (q as usize).is_multiple_of(align), "realloc {size}->{new_size}/{align}");
                         let kept = size.min(new_size);
                         assert!((0..kept).all(|i| *q.add(i) == 0xa5), "contents {size}->{new_size}/{align}");
                         a.dealloc(q, Layout::from_size_align(new_size, align).unwrap());
