@@ -111,7 +111,12 @@ fn header_get(slot: &Slot, name: &[u8]) -> Found {
 /// `hdr[name] = value` for a string or nil value; false: fall back (also
 /// for every error, which the slow path reports in its own words).
 fn header_set(slot: &Slot, name: &[u8], value: Option<&[u8]>) -> bool {
-    let Ok(name) = std::str::from_utf8(name) else { return false };
+    // valid names are ASCII (checked next); anything else falls back
+    if !name.is_ascii() {
+        return false;
+    }
+    // SAFETY: ASCII bytes are valid UTF-8.
+    let name = unsafe { std::str::from_utf8_unchecked(name) };
     if !is_valid_field_name(name)
         || ["content-length", "transfer-encoding", "connection"].iter().any(|m| name.eq_ignore_ascii_case(m))
     {

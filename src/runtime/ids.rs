@@ -23,11 +23,11 @@ impl RequestIds {
         self.state = x;
         let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(16);
-        for i in (0..16).rev() {
-            s.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
+        let mut digits = [0u8; 16];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[((v >> ((15 - i) * 4)) & 0xf) as usize];
         }
-        s
+        digits.iter().map(|&b| char::from(b)).collect()
     }
 }
 

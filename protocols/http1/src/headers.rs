@@ -12,6 +12,17 @@ struct Entry {
     live: bool,
 }
 
+impl Entry {
+    /// Live and named `name` (ASCII case-insensitive). The length, known
+    /// from the range, rules out most fields before any byte is compared.
+    #[inline]
+    fn is_named(&self, bytes: &[u8], name: &[u8]) -> bool {
+        self.live
+            && self.name.end.wrapping_sub(self.name.start) == name.len()
+            && bytes.get(self.name.clone()).is_some_and(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
 /// An ordered, case-insensitive multimap of header fields that keeps all
 /// fields in one byte buffer, in wire form (two allocations per message, not
 /// two per field; serializing copies runs of lines). Removal marks entries
@@ -65,7 +76,7 @@ impl Headers {
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.entries
             .iter()
-            .find(|e| e.live && self.name_bytes(e).eq_ignore_ascii_case(name.as_bytes()))
+            .find(|e| e.is_named(&self.bytes, name.as_bytes()))
             .map(|e| self.value_of(e))
     }
 
@@ -79,7 +90,7 @@ impl Headers {
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.entries
             .iter()
-            .filter(move |e| e.live && self.name_bytes(e).eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |e| e.is_named(&self.bytes, name.as_bytes()))
             .map(move |e| self.value_of(e))
     }
 
@@ -148,8 +159,7 @@ impl Headers {
     pub fn remove(&mut self, name: &str) -> bool {
         let mut removed = false;
         for e in &mut self.entries {
-            let entry_name = self.bytes.get(e.name.clone()).unwrap_or_default();
-            if e.live && entry_name.eq_ignore_ascii_case(name.as_bytes()) {
+            if e.is_named(&self.bytes, name.as_bytes()) {
                 e.live = false;
                 removed = true;
             }
@@ -174,7 +184,7 @@ impl Headers {
         let mut values = self
             .entries
             .iter()
-            .filter(|e| e.live && self.name_bytes(e).eq_ignore_ascii_case(name.as_bytes()))
+            .filter(|e| e.is_named(&self.bytes, name.as_bytes()))
             .map(|e| self.value_of(e));
         values.any(|value| {
             value.split(|&b| b == b',').any(|element| trim_ows(element).eq_ignore_ascii_case(token.as_bytes()))
@@ -185,10 +195,6 @@ impl Headers {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.entries.clear();
-    }
-
-    fn name_bytes(&self, e: &Entry) -> &[u8] {
-        self.bytes.get(e.name.clone()).unwrap_or_default()
     }
 
     fn name_of(&self, e: &Entry) -> &str {
@@ -265,7 +271,7 @@ pub fn remove_hop_by_hop(headers: &mut Headers) {
     let Headers { bytes, entries } = headers;
     for ci in 0..entries.len() {
         let conn = &entries[ci];
-        if !conn.live || !bytes[conn.name.clone()].eq_ignore_ascii_case(b"connection") {
+        if !conn.is_named(bytes, b"connection") {
             continue;
         }
         let value = conn.value.clone();
@@ -275,7 +281,7 @@ pub fn remove_hop_by_hop(headers: &mut Headers) {
                 continue;
             }
             for e in entries.iter_mut() {
-                if e.live && bytes[e.name.clone()].eq_ignore_ascii_case(token) {
+                if e.is_named(bytes, token) {
                     e.live = false;
                 }
             }

@@ -28,8 +28,17 @@ pub fn write_request_head(head: &RequestHead, out: &mut Vec<u8>) {
 /// (the reason from `head.reason`, or `reason_phrase(status)` if empty).
 pub fn write_response_head(head: &ResponseHead, out: &mut Vec<u8>) {
     out.extend_from_slice(version_str(head.version));
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, " {:03} ", head.status);
+    match head.status {
+        0..=999 => {
+            let s = head.status;
+            let digit = |d: u16| b'0' + (d % 10) as u8;
+            out.extend_from_slice(&[b' ', digit(s / 100), digit(s / 10), digit(s), b' ']);
+        }
+        _ => {
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, " {} ", head.status);
+        }
+    }
     let reason = if head.reason.is_empty() { reason_phrase(head.status) } else { head.reason.as_str() };
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");

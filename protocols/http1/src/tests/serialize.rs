@@ -127,3 +127,13 @@ fn gaps_left_by_removed_fields_split_the_copy_without_losing_lines() {
     write_response_head(&head, &mut out);
     assert_eq!(out, b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nA: 1\r\nX-Lua: 1\r\nServer: h\r\n\r\n");
 }
+
+#[test]
+fn status_codes_are_written_as_three_digits() {
+    for (status, line) in [(200, "HTTP/1.1 200 OK\r\n"), (42, "HTTP/1.1 042 \r\n"), (999, "HTTP/1.1 999 \r\n")] {
+        let head = ResponseHead { version: Version::Http11, status, reason: String::new(), headers: headers(&[]) };
+        let mut out = Vec::new();
+        write_response_head(&head, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{line}\r\n"), "{status}");
+    }
+}
