@@ -84,7 +84,10 @@ mod tests {
                         assert!(!p.is_null() && (p as usize).is_multiple_of(align), "alloc {size}/{align}");
                         p.write_bytes(0xa5, size);
                         let q = a.realloc(p, layout, new_size);
-                        assert!(!q.is_null() && (q as usize).is_multiple_of(align), "realloc {size}->{new_size}/{align}");
+                        assert!(
+                            !q.is_null() && (q as usize).is_multiple_of(align),
+                            "realloc {size}->{new_size}/{align}"
+                        );
                         let kept = size.min(new_size);
                         assert!((0..kept).all(|i| *q.add(i) == 0xa5), "contents {size}->{new_size}/{align}");
                         a.dealloc(q, Layout::from_size_align(new_size, align).unwrap());

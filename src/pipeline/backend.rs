@@ -58,18 +58,21 @@ impl HttpUpstream {
         self.targets[i % self.targets.len()]
     }
 
+    /// The upstream request target in pieces to write back to back: base
+    /// path, route path ("" when the base path stands for "/"), "?" and the
+    /// query when there is one.
+    pub fn target_parts<'a>(&'a self, route_path: &'a str, query: Option<&'a str>) -> [&'a str; 4] {
+        let route = if self.base_path.is_empty() || route_path != "/" { route_path } else { "" };
+        match query {
+            Some(q) => [&self.base_path, route, "?", q],
+            None => [&self.base_path, route, "", ""],
+        }
+    }
+
     /// The upstream request target: base path + route path + query.
+    #[cfg(test)]
     pub fn target(&self, route_path: &str, query: Option<&str>) -> String {
-        let mut t = String::with_capacity(self.base_path.len() + route_path.len() + query.map_or(0, |q| q.len() + 1));
-        t.push_str(&self.base_path);
-        if self.base_path.is_empty() || route_path != "/" {
-            t.push_str(route_path);
-        }
-        if let Some(q) = query {
-            t.push('?');
-            t.push_str(q);
-        }
-        t
+        self.target_parts(route_path, query).concat()
     }
 }
 

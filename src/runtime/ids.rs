@@ -27,7 +27,8 @@ impl RequestIds {
         for (i, d) in digits.iter_mut().enumerate() {
             *d = HEX[((v >> ((15 - i) * 4)) & 0xf) as usize];
         }
-        digits.iter().map(|&b| char::from(b)).collect()
+        // hex digits are ASCII: the conversion cannot fail
+        std::str::from_utf8(&digits).unwrap_or_default().to_owned()
     }
 }
 

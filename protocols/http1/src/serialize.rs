@@ -14,13 +14,34 @@ fn write_fields(headers: &Headers, out: &mut Vec<u8>) {
 
 /// Append `METHOD target HTTP/1.x\r\n` + fields + `\r\n` to `out`.
 pub fn write_request_head(head: &RequestHead, out: &mut Vec<u8>) {
-    out.extend_from_slice(head.method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(head.target.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(version_str(head.version));
-    out.extend_from_slice(b"\r\n");
+    write_request_line(&head.method, &[&head.target], head.version, out);
     write_fields(&head.headers, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append `METHOD target HTTP/1.x\r\n` to `out`, the target in `target`'s
+/// pieces written back to back: the start of a head whose fields the caller
+/// writes (`Headers::write_lines_except`, `write_field`), ending it with an
+/// empty line.
+pub fn write_request_line(method: &str, target: &[&str], version: Version, out: &mut Vec<u8>) {
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    for piece in target {
+        out.extend_from_slice(piece.as_bytes());
+    }
+    out.push(b' ');
+    out.extend_from_slice(version_str(version));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append one field line, `name: value\r\n`, its value in `parts` (written
+/// back to back). The caller guarantees a valid name and value.
+pub fn write_field(name: &str, parts: &[&[u8]], out: &mut Vec<u8>) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    for part in parts {
+        out.extend_from_slice(part);
+    }
     out.extend_from_slice(b"\r\n");
 }
 

@@ -83,3 +83,26 @@ fn tchar_table_is_the_rfc_9110_set() {
         assert_eq!(crate::headers::is_tchar(b), rfc, "byte {b:#04x}");
     }
 }
+
+#[test]
+fn word_at_a_time_comparison_agrees_with_std_on_every_byte() {
+    use crate::headers::eq_ignore_case;
+    // every pair of bytes, at each position of names 1 to 17 bytes long
+    // (both the byte loop and the word path with its overlapping tail)
+    for len in 1..=17usize {
+        for pos in [0, len / 2, len - 1] {
+            for x in 0..=255u8 {
+                for y in [x, x ^ 0x20, x.wrapping_add(1), b'a', b'Z', 0x80 | (x & 0x7f)] {
+                    let mut a = b"Transfer-Encoding".to_vec();
+                    a.truncate(len);
+                    let mut b = a.to_ascii_lowercase();
+                    a[pos] = x;
+                    b[pos] = y;
+                    assert_eq!(eq_ignore_case(&a, &b), a.eq_ignore_ascii_case(&b), "{a:?} {b:?}");
+                }
+            }
+        }
+    }
+    assert!(!eq_ignore_case(b"connection", b"connectio"));
+    assert!(eq_ignore_case(b"", b""));
+}
