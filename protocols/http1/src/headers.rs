@@ -249,7 +249,7 @@ pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     if n < 8 {
-        return a.iter().zip(b).all(|(x, y)| x.to_ascii_lowercase() == y.to_ascii_lowercase());
+        return a.eq_ignore_ascii_case(b);
     }
     let word =
         |s: &[u8], at: usize| s.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map(u64::from_le_bytes);
@@ -258,7 +258,7 @@ pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
         _ => false,
     };
     // whole words, then the last eight bytes (overlapping the previous word)
-    (0..n / 8).all(|i| same(i * 8)) && (n % 8 == 0 || same(n - 8))
+    (0..n / 8).all(|i| same(i * 8)) && (n.is_multiple_of(8) || same(n - 8))
 }
 
 /// Each byte of `x` in `b'A'..=b'Z'` made lowercase, every other byte kept.
