@@ -126,20 +126,26 @@ spawn_harmony() {
 }
 
 # ---------------------------------------------------------------- reference relay
+# build_c NAME: compile benches/NAME.c into $WORK/NAME and print its path;
+# prints nothing (with a note) when no C compiler is found or it fails.
+build_c() {
+  local cc
+  for cc in cc gcc clang; do command -v "$cc" >/dev/null 2>&1 && break; cc=""; done
+  if [[ -z $cc ]]; then note "$1 not used (no C compiler)"; return 0; fi
+  if "$cc" -O2 -o "$WORK/$1" "$ROOT/benches/$1.c" 2>"$WORK/$1.build.log"; then
+    echo "$WORK/$1"
+  else
+    note "$1 not used: $cc failed:"; cat "$WORK/$1.build.log" >&2
+  fi
+}
+
 # build_tcp_relay: compile benches/tcp_relay.c (the zero-work TCP relay, the
 # ceiling for any user-space proxy) into $WORK; RELAY_BIN is empty (with a
 # note) when NO_RELAY is set or no C compiler is found.
 build_tcp_relay() {
   RELAY_BIN=""
   [[ -z "${NO_RELAY:-}" ]] || return 0
-  local cc
-  for cc in cc gcc clang; do command -v "$cc" >/dev/null 2>&1 && break; cc=""; done
-  if [[ -z $cc ]]; then note "tcp_relay not used (no C compiler)"; return 0; fi
-  if "$cc" -O2 -o "$WORK/tcp_relay" "$ROOT/benches/tcp_relay.c" 2>"$WORK/tcp_relay.build.log"; then
-    RELAY_BIN="$WORK/tcp_relay"
-  else
-    note "tcp_relay not used: $cc failed:"; cat "$WORK/tcp_relay.build.log" >&2
-  fi
+  RELAY_BIN=$(build_c tcp_relay)
 }
 
 # spawn_tcp_relay BACKEND_PORT: start it on PROXY_CPU on a free port (a few

@@ -7,7 +7,11 @@
 #   NO_HAPROXY=1 benches/load.sh         # leave haproxy out
 #
 # Targets, all on 127.0.0.1 in a temp dir, stopped by PID on exit:
-#   origin   nginx (1 worker) answering `return 200 "hello world\n"`
+#   origin   benches/http_origin.c (built with cc): one epoll loop sending the
+#            very bytes nginx's `return 200 "hello world\n"` sends, for less
+#            CPU on the core it shares with wrk, so that the proxy, not that
+#            core, limits req/s. ORIGIN=nginx: nginx (1 worker) itself (also
+#            the fallback without a C compiler).
 #   nginx    nginx (1 worker) proxying to the origin (upstream keepalive 64)
 #   harmony  target/release/harmony (workers = 1, access log off)
 #   haproxy  haproxy (nbthread 1, http-reuse always), if installed
@@ -56,6 +60,13 @@ bench_workdir harmony-bench
 chmod 755 "$WORK"   # nginx workers may run as an unprivileged user
 build_harmony
 build_tcp_relay
+ORIGIN="${ORIGIN:-c}"
+ORIGIN_BIN=""
+if [[ $ORIGIN == c ]]; then
+  ORIGIN_BIN=$(build_c http_origin)
+  [[ -n $ORIGIN_BIN ]] || { note "origin: nginx instead"; ORIGIN=nginx; }
+fi
+[[ $ORIGIN == c || $ORIGIN == nginx ]] || die "ORIGIN must be c or nginx, not '$ORIGIN'"
 pin_cpus "wrk and origin on CPU 0, proxies on CPU 1"
 
 # ---------------------------------------------------------------- configs
@@ -192,7 +203,14 @@ start_nginx() {  # start_nginx NAME PORT
   PID_OF[$1]=$pid
 }
 
-start_nginx origin "$O_PORT"
+if [[ $ORIGIN == c ]]; then
+  $CLIENT_CPU "$ORIGIN_BIN" "$O_PORT" >"$WORK/http_origin.log" 2>&1 &
+  PID_OF[origin]=$!
+  PIDS+=("${PID_OF[origin]}")
+  wait_port "$O_PORT" "${PID_OF[origin]}" || { cat "$WORK/http_origin.log" >&2; die "http_origin did not start"; }
+else
+  start_nginx origin "$O_PORT"
+fi
 URL_OF[origin]="http://127.0.0.1:$O_PORT/"; TARGETS+=(origin)
 start_nginx nginx "$N_PORT"
 URL_OF[nginx]="http://127.0.0.1:$N_PORT/"; TARGETS+=(nginx)
@@ -237,13 +255,13 @@ if [[ -n $RELAY_BIN ]]; then
   fi
 fi
 
+# nginx runs as a master and one worker: the worker is the one that works.
+is_nginx() { [[ $1 == nginx || $1 == nginx_lua || ($1 == origin && $ORIGIN == nginx) ]]; }
+
 # The process whose CPU time is the target's: nginx's one worker, else the PID.
 declare -A CPU_PID
 for t in "${TARGETS[@]}"; do
-  case $t in
-    origin|nginx|nginx_lua) CPU_PID[$t]=$(pgrep -P "${PID_OF[$t]}" | head -n 1 || true) ;;
-    *) CPU_PID[$t]=${PID_OF[$t]} ;;
-  esac
+  if is_nginx "$t"; then CPU_PID[$t]=$(pgrep -P "${PID_OF[$t]}" | head -n 1 || true); else CPU_PID[$t]=${PID_OF[$t]}; fi
 done
 
 # Every target must answer the origin's body before it is measured.
@@ -301,10 +319,11 @@ done
 declare -A RSS
 for t in "${TARGETS[@]}"; do
   pid=${PID_OF[$t]}
-  case $t in
-    origin|nginx|nginx_lua) w=$(pgrep -P "$pid" | head -n 1 || true); RSS[$t]=$([[ -n $w ]] && proc_mb VmRSS "$w" || echo "?") ;;
-    *) RSS[$t]=$(proc_mb VmRSS "$pid") ;;
-  esac
+  if is_nginx "$t"; then
+    w=$(pgrep -P "$pid" | head -n 1 || true); RSS[$t]=$([[ -n $w ]] && proc_mb VmRSS "$w" || echo "?")
+  else
+    RSS[$t]=$(proc_mb VmRSS "$pid")
+  fi
 done
 
 # ---------------------------------------------------------------- report
@@ -318,7 +337,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 echo
-echo "Small GET over keep-alive: wrk -t1 -c$CONNS -d${DURATION}s, median of $ROUNDS round(s), $(nproc) cores, one worker each${PIN_NOTE:+, $PIN_NOTE}"
+echo "Small GET over keep-alive: wrk -t1 -c$CONNS -d${DURATION}s, median of $ROUNDS round(s), $(nproc) cores, one worker each, origin $([[ $ORIGIN == c ]] && echo http_origin.c || echo nginx)${PIN_NOTE:+, $PIN_NOTE}"
 echo
 echo "| target | req/s | p50 (ms) | p99 (ms) | req per proxy CPU-s | worker RSS after load (MB) | errors |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

@@ -107,20 +107,26 @@ impl Worker {
         c.phase = Phase::Exchange;
         let kind = http1::request_body_kind(&head, limits);
         let has_body = matches!(kind, Ok(k) if !matches!(k, BodyKind::Empty | BodyKind::Length(0)));
+        // what routing needs from the target, read before the target moves into the exchange
+        let authority = absolute_form_authority(&head.target).map(str::to_string);
+        let origin_form = head.target.starts_with('/');
+        let norm = normalize_path(head.path()).map(|p| p.into_owned());
+        let query = head.query().map(str::to_string);
+        let expects_continue = has_body && head.expects_continue();
         let ex = Box::new(Exchange {
             gen: gen.clone(),
             lua: self.lua.clone(),
             started: self.now,
             request_id,
             method: head.method.clone(),
-            target: head.target.clone(),
+            target: std::mem::take(&mut head.target),
             client_version: head.version,
             ctx: None,
             req: None,
             prefix: String::new(),
             kind: *kind.as_ref().unwrap_or(&BodyKind::Empty),
             has_body,
-            expects_continue: has_body && head.expects_continue(),
+            expects_continue,
             next_stage: 0,
             pending: None,
             lua_ctx: None,
@@ -150,14 +156,13 @@ impl Worker {
         }
 
         // route on the normalised path
-        let authority = absolute_form_authority(&head.target).map(str::to_string);
-        if !head.target.starts_with('/') && authority.is_none() {
+        if !origin_form && authority.is_none() {
             return self.fail_exchange(
                 c,
                 ProxyError::BadRequest { status: 400, detail: "request target must be a path".into() },
             );
         }
-        let Some(norm) = normalize_path(head.path()).map(|p| p.into_owned()) else {
+        let Some(norm) = norm else {
             let detail = "ambiguous or malformed percent-encoding in path".into();
             return self.fail_exchange(c, ProxyError::BadRequest { status: 400, detail });
         };
@@ -182,7 +187,6 @@ impl Worker {
             route_path,
             peer: c.peer,
         });
-        let query = head.query().map(str::to_string);
         ex.req = Some(Rc::new(RefCell::new(MessageState {
             is_request: true,
             method: std::mem::take(&mut head.method),

@@ -222,21 +222,29 @@ impl Worker {
             }
         }
         ex.resp_chunked = false;
+        // the framing field we set, written after the others (not stored in `h`)
+        let mut length = None;
+        let mut coding = None;
         match (&complete, rs.kind) {
             // HEAD, 204, 304: the upstream's Content-Length describes a body nobody sends
             (Some(_), Some(BodyKind::Empty)) if !state.body_changed => {}
             (Some(b), _) => {
                 h.remove("transfer-encoding");
                 if !bodiless {
-                    h.set("Content-Length", super::fmt::decimal(b.len() as u64).as_bytes());
+                    h.remove("content-length");
+                    length = Some(super::fmt::decimal(b.len() as u64));
                 }
             }
-            (None, Some(BodyKind::Length(n))) => h.set("Content-Length", super::fmt::decimal(n).as_bytes()),
+            (None, Some(BodyKind::Length(n))) => {
+                h.remove("content-length");
+                length = Some(super::fmt::decimal(n));
+            }
             (None, Some(BodyKind::Chunked | BodyKind::UntilClose)) => {
                 if ex.client_version == Version::Http11 {
                     let mut te = rs.other_codings;
                     te.extend_from_slice(if te.is_empty() { b"chunked" } else { b", chunked" });
-                    h.set("Transfer-Encoding", &te);
+                    h.remove("transfer-encoding");
+                    coding = Some(te);
                     ex.resp_chunked = true;
                 } else {
                     c.keep_alive = false;
@@ -248,10 +256,24 @@ impl Worker {
             // the response is ready before the whole body arrived: finish, then close
             c.keep_alive = false;
         }
-        connection_header(&mut h, c.keep_alive && !self.draining, ex.client_version);
+        let connection = connection_field(c.keep_alive && !self.draining, ex.client_version);
+        if connection.is_some() {
+            h.remove("connection");
+        }
         let out = c.wbuf.vec(&mut self.bufs);
         let before = out.len();
-        http1::write_response_head(&ResponseHead { version: Version::Http11, status, reason, headers: h }, out);
+        http1::write_status_line(Version::Http11, status, &reason, out);
+        h.write_lines(out);
+        if let Some(n) = &length {
+            http1::write_field("Content-Length", &[n.as_bytes()], out);
+        }
+        if let Some(te) = &coding {
+            http1::write_field("Transfer-Encoding", &[te], out);
+        }
+        if let Some(value) = connection {
+            http1::write_field("Connection", &[value], out);
+        }
+        out.extend_from_slice(b"\r\n");
         if let Some(b) = &complete {
             if !bodiless && ex.method != "HEAD" {
                 out.extend_from_slice(b);
@@ -399,10 +421,14 @@ fn other_transfer_codings(h: &Headers) -> Vec<u8> {
 }
 
 /// Tell the client whether the connection stays open.
-fn connection_header(h: &mut Headers, keep_alive: bool, client: Version) {
+/// The `Connection` field the client gets, if any: `close` when we close,
+/// `keep-alive` for an HTTP/1.0 client we keep.
+fn connection_field(keep_alive: bool, client: Version) -> Option<&'static [u8]> {
     if !keep_alive {
-        h.set("Connection", b"close");
+        Some(b"close")
     } else if client == Version::Http10 {
-        h.set("Connection", b"keep-alive");
+        Some(b"keep-alive")
+    } else {
+        None
     }
 }

@@ -20,5 +20,5 @@ pub use head::{parse_request, parse_response, Limits, RequestHead, ResponseHead,
 pub use headers::{is_hop_by_hop, is_valid_field_name, is_valid_field_value, remove_hop_by_hop, Headers};
 pub use serialize::{
     reason_phrase, write_chunk_end, write_chunk_header, write_field, write_last_chunk, write_request_head,
-    write_request_line, write_response_head,
+    write_request_line, write_response_head, write_status_line,
 };

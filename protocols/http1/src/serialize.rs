@@ -48,22 +48,28 @@ pub fn write_field(name: &str, parts: &[&[u8]], out: &mut Vec<u8>) {
 /// Append `HTTP/1.x status reason\r\n` + fields + `\r\n` to `out`
 /// (the reason from `head.reason`, or `reason_phrase(status)` if empty).
 pub fn write_response_head(head: &ResponseHead, out: &mut Vec<u8>) {
-    out.extend_from_slice(version_str(head.version));
-    match head.status {
+    write_status_line(head.version, head.status, &head.reason, out);
+    write_fields(&head.headers, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append `HTTP/1.x status reason\r\n` (`reason_phrase(status)` when
+/// `reason` is empty): the start of a head whose fields the caller writes,
+/// ending it with an empty line.
+pub fn write_status_line(version: Version, status: u16, reason: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(version_str(version));
+    match status {
         0..=999 => {
-            let s = head.status;
             let digit = |d: u16| b'0' + (d % 10) as u8;
-            out.extend_from_slice(&[b' ', digit(s / 100), digit(s / 10), digit(s), b' ']);
+            out.extend_from_slice(&[b' ', digit(status / 100), digit(status / 10), digit(status), b' ']);
         }
         _ => {
             // Writing to a Vec cannot fail.
-            let _ = write!(out, " {} ", head.status);
+            let _ = write!(out, " {status} ");
         }
     }
-    let reason = if head.reason.is_empty() { reason_phrase(head.status) } else { head.reason.as_str() };
+    let reason = if reason.is_empty() { reason_phrase(status) } else { reason };
     out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    write_fields(&head.headers, out);
     out.extend_from_slice(b"\r\n");
 }
 
