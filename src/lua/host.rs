@@ -7,7 +7,7 @@ use super::cache::Cache;
 use super::coro::{self, Anchor, Arg, Resumed};
 use super::ctx::{CtxSlot, CtxUd, LuaCtx};
 use super::dicom::{DimseSlot, DimseUd};
-use super::objects::{slot_userdata, Message, Slot};
+use super::objects::{slot_userdata, Body, Message, Slot};
 use super::sandbox::{new_state, Budget, LuaLimits};
 use crate::pipeline::LocalResponse;
 use http1::{is_valid_field_name, is_valid_field_value, Headers};
@@ -356,7 +356,8 @@ impl LuaHost {
         let obj = self.object(hook);
         *obj.slot.borrow_mut() = Some(msg.clone());
         *self.response_slot.borrow_mut() = None;
-        let ended = self.run_hook(mw, hook, Mode::Http, ctx, request_id, Arg::Anchored(obj.proxy));
+        let can_wait = matches!(msg.borrow().body, Body::Pending);
+        let ended = self.run_hook(mw, hook, Mode::Http, ctx, request_id, Arg::Anchored(obj.proxy), can_wait);
         *obj.slot.borrow_mut() = None;
         match ended {
             Some(ended) => self.settle(mw, request_id, hook, msg.clone(), ended),
@@ -378,7 +379,9 @@ impl LuaHost {
 
     /// Start `hook` of `mw` as a coroutine with `(arg, ctx)`; None when the
     /// middleware has no such hook. The caller points its objects at the
-    /// message before and clears them after.
+    /// message before and clears them after. `can_wait`: the hook may have
+    /// to wait (for a body); one that cannot runs as a plain protected call.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn run_hook(
         &self,
         mw: usize,
@@ -387,6 +390,7 @@ impl LuaHost {
         ctx: &LuaCtx,
         request_id: &str,
         arg: Arg,
+        can_wait: bool,
     ) -> Option<Ended> {
         let f = self.stage(mw)?.hooks[hook as usize]?;
         let thread = match self.thread() {
@@ -397,7 +401,11 @@ impl LuaHost {
         self.budget.reset();
         self.mode.set(mode);
         let p = &self.prelude;
-        let r = coro::start(&self.lua, &thread, [p.xpcall_anchor, f, p.handler], arg, self.ctx_ud, p.need_body);
+        let r = if can_wait {
+            coro::start(&self.lua, &thread, [p.xpcall_anchor, f, p.handler], arg, self.ctx_ud, p.need_body)
+        } else {
+            coro::call(&self.lua, &thread, f, p.handler, arg, self.ctx_ud)
+        };
         self.mode.set(Mode::Idle);
         *self.ctx_slot.borrow_mut() = None;
         // the `Call` (and its copy of the request id) is only made for a call that waits

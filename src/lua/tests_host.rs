@@ -402,6 +402,64 @@ fn coroutines_are_reused_after_errors_kills_and_waits() {
     assert_eq!(h.error_count(), 60);
 }
 
+/// A hook whose body is loaded runs as a plain protected call (coro::call),
+/// one whose body may still come as a coroutine (coro::start): every way a
+/// call can end gives the same outcome both ways, and the pooled coroutines
+/// go from one kind of call to the other.
+#[test]
+fn direct_and_coroutine_calls_end_the_same_ways() {
+    let h = host(
+        "direct",
+        r#"return { on_request = function(req)
+          local mode = req.headers["x-mode"]
+          if mode == "error" then error("boom") end
+          if mode == "loop" then while true do end end
+          if mode == "body" then req.headers["x-len"] = tostring(#req.body) end
+          if mode == "yield" then coroutine.yield(1) end
+          if mode == "running" then req.headers["x-yieldable"] = tostring(coroutine.isyieldable()) end
+          if mode == "respond" then return harmony.respond(418) end
+          if mode == "bad" then return function() end end
+          req.headers["x-ok"] = req.method
+        end }"#,
+        false,
+    );
+    let ctx = h.new_ctx("gw", "p", "e", "rid").unwrap();
+    let run = |mode: &str, loaded: bool| {
+        let msg = request(if loaded { Body::Loaded(b"abc".to_vec()) } else { Body::Pending });
+        msg.borrow_mut().headers.append("x-mode", mode.as_bytes());
+        let mut out = h.call(0, Hook::Request, &msg, &ctx, "rid");
+        if let Outcome::NeedBody(p) = out {
+            assert!(!loaded, "a loaded body is never waited for");
+            msg.borrow_mut().body = Body::Loaded(b"abc".to_vec());
+            out = h.resume(p);
+        }
+        (msg, out)
+    };
+    for round in 0..10 {
+        for mode in ["error", "loop", "body", "yield", "running", "respond", "bad", "plain"] {
+            let loaded = (round + mode.len()) % 2 == 0;
+            let (msg, out) = run(mode, loaded);
+            let s = msg.borrow();
+            match mode {
+                "body" => assert_eq!(s.headers.get("x-len"), Some(&b"3"[..])),
+                "running" => {
+                    // only a call that may wait runs where it could yield
+                    let expected = if loaded { &b"false"[..] } else { &b"true"[..] };
+                    assert_eq!(s.headers.get("x-yieldable"), Some(expected), "loaded={loaded}");
+                }
+                "respond" => assert!(matches!(out, Outcome::Respond(ref r) if r.status == 418)),
+                "plain" => assert_eq!(s.headers.get("x-ok"), Some(&b"POST"[..])),
+                // a result that is not harmony.respond's is ignored
+                "bad" => assert!(matches!(out, Outcome::Continue), "loaded={loaded}"),
+                // fail closed, with an error id, whichever way it ran
+                _ => assert!(matches!(out, Outcome::Failed { .. }), "{mode} loaded={loaded}"),
+            }
+        }
+    }
+    assert_eq!(h.budget_kills(), 10);
+    assert_eq!(h.error_count(), 30);
+}
+
 // ---------------------------------------------------------------------------
 // Review: the fast C paths (fast.rs) against hostile scripts.
 

@@ -89,7 +89,8 @@ impl LuaHost {
         };
         self.reject_slot.set(None);
         let assoc = Value::Table(assoc);
-        let ended = self.run_hook(mw, Hook::Associate, Mode::Associate, ctx, assoc_id, Arg::Value(&assoc));
+        // nothing in an association request is read later: never waits
+        let ended = self.run_hook(mw, Hook::Associate, Mode::Associate, ctx, assoc_id, Arg::Value(&assoc), false);
         self.settle_dicom(mw, assoc_id, None, ended)
     }
 
@@ -100,7 +101,7 @@ impl LuaHost {
         }
         *self.dimse_slot.borrow_mut() = Some(msg.clone());
         self.reject_slot.set(None);
-        let ended = self.run_hook(mw, Hook::Dimse, Mode::Dimse, ctx, assoc_id, Arg::Anchored(self.dimse_proxy));
+        let ended = self.run_hook(mw, Hook::Dimse, Mode::Dimse, ctx, assoc_id, Arg::Anchored(self.dimse_proxy), true);
         *self.dimse_slot.borrow_mut() = None;
         self.settle_dicom(mw, assoc_id, Some(msg.clone()), ended)
     }
