@@ -192,6 +192,55 @@ fn response_status_and_body_on_demand() {
     }
 }
 
+const HEADERS_ONLY: &str = r#"
+-- touches only headers: the body passes through untouched
+return {
+  on_response = function(res, ctx)
+    res.headers["x-lua"] = "1"
+    res.headers["server"] = nil
+  end,
+}
+"#;
+
+/// A response-side stage that never reads the body: a small body that came
+/// with the head is handed over whole (one write, the hook without a
+/// coroutine), a slow one and one over `buffered_body_bytes` stream as they
+/// come; every byte arrives, framing is right, and both connections live on.
+#[test]
+fn response_bodies_pass_a_headers_only_stage_whole_or_streamed() {
+    let o = Origin::start();
+    let rest = pipeline("api", "/api", &["hdr"], &["origin"])
+        + &http_backend("origin", &o.base_url())
+        + &lua_mw("hdr", "hdr.lua", "");
+    let h = start_with_scripts("api-hdr", &[("hdr.lua", HEADERS_ONLY)], "buffered_body_bytes = 100000\n", &rest);
+    let mut c = h.connect();
+    for (target, len) in [
+        ("/api/status/200", None),
+        ("/api/big?bytes=1000", Some(1000)),
+        ("/api/slow?ms=50", None),
+        ("/api/big?bytes=300000", Some(300_000)),
+        ("/api/big?bytes=5000&chunked=1", Some(5000)),
+        ("/api/big?bytes=100000", Some(100_000)),
+        ("/api/status/200", None),
+    ] {
+        c.send(&request_bytes("GET", target, &[], b""));
+        let r = c.read_final(false);
+        assert_eq!(r.status, 200, "{target}");
+        assert_eq!(r.header("x-lua"), Some("1"), "{target}");
+        assert_eq!(r.header("server"), None, "{target}");
+        if let Some(n) = len {
+            assert_eq!(r.body.len(), n, "{target}");
+            assert!(r.body.iter().enumerate().all(|(i, &b)| b == pattern_byte(i as u64)), "{target}");
+        }
+        if r.framing == "length" {
+            assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()), "{target}");
+        }
+    }
+    assert_eq!(get(h.port, "/api/slow?ms=1").text(), "slow");
+    // one upstream connection served the keep-alive client's requests in turn
+    assert!(o.connections() <= 2, "{} upstream connections", o.connections());
+}
+
 const REPLACE: &str = r#"
 -- replaces the upstream's body without ever reading it
 return {

@@ -80,6 +80,9 @@ impl Worker {
             other_codings,
             status_in: head.status,
         });
+        if has_body && ex.stages_run > 0 {
+            take_buffered_body(c, kind);
+        }
         self.run_response_stages(c);
         true
     }
@@ -421,6 +424,28 @@ fn other_transfer_codings(h: &Headers) -> Vec<u8> {
 }
 
 /// Tell the client whether the connection stays open.
+/// A fixed-length body that has already arrived whole with the head (a small
+/// response, usually): hand it to the response stages as loaded, as if a
+/// stage had read it. A stage then has nothing to wait for (its hook runs as
+/// a plain call, not a coroutine) and the response goes out in one piece.
+/// Bodies still on their way, chunked ones and any larger than
+/// `proxy.buffered_body_bytes` stream as before.
+fn take_buffered_body(c: &mut Client, kind: BodyKind) {
+    let (Some(ex), Some(up)) = (c.ex.as_mut(), c.up.as_mut()) else { return };
+    let BodyKind::Length(n) = kind else { return };
+    let whole = usize::try_from(n).is_ok_and(|n| n <= ex.gen.settings.buffered_body_bytes && n <= up.rbuf.len());
+    let (Some(rs), Some(dec)) = (ex.resp.as_mut(), ex.resp_dec.as_mut()) else { return };
+    if !whole {
+        return;
+    }
+    let Ok(step) = dec.decode(up.rbuf.bytes()) else { return };
+    // a fixed length that is all here decodes in one step
+    let body = up.rbuf.bytes().get(step.data.clone()).map(<[u8]>::to_vec).unwrap_or_default();
+    up.rbuf.consume(step.consumed);
+    rs.msg.borrow_mut().body = Body::Loaded(body);
+    rs.upstream_body_read = true;
+}
+
 /// The `Connection` field the client gets, if any: `close` when we close,
 /// `keep-alive` for an HTTP/1.0 client we keep.
 fn connection_field(keep_alive: bool, client: Version) -> Option<&'static [u8]> {
