@@ -262,7 +262,8 @@ fn a_backend_that_never_answers_hits_the_dimse_timeout() {
     let _ = s;
     assert!(o.contains("Peer aborted Association"), "echo without an answer did not fail: {o}");
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
-    let log = h.wait_stderr("DIMSE timeout");
+    // the access line is written after the warning: wait for it, not the warning
+    let log = h.wait_stderr("C-ECHO-RQ msg=1 from=client status=none");
     assert!(log.contains("DIMSE timeout: no response to C-ECHO-RQ (message 1)"), "{log}");
     assert!(log.contains("C-ECHO-RQ msg=1 from=client status=none"), "{log}");
     backend.join().unwrap();
