@@ -102,6 +102,22 @@ fn forwarded_headers_and_request_id() {
     assert!(seen(&v, "x-forwarded-for").unwrap_or("").contains("127.0.0.1"), "{v}");
     assert_eq!(seen(&v, "x-forwarded-proto"), Some("http"));
     assert_eq!(seen(&v, "x-forwarded-host"), Some("client.example:1234"));
+    // A request with a Host: the client's X-Forwarded-Host is replaced ...
+    let spoof = [("Host", "client.example"), ("X-Forwarded-Host", "spoof.example")];
+    let v2 = request(h.port, "GET", "/api/headers", &spoof, b"").json();
+    let all: Vec<&str> = v2["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[0] == "X-Forwarded-Host")
+        .map(|p| p[1].as_str().unwrap())
+        .collect();
+    assert_eq!(all, ["client.example"], "{v2}");
+    // ... one without (HTTP/1.0) keeps the one it sent
+    let mut c = h.connect();
+    c.send(b"GET /api/headers HTTP/1.0\r\nX-Forwarded-Host: earlier.example\r\n\r\n");
+    let v3 = c.read_final(false).json();
+    assert_eq!(seen(&v3, "x-forwarded-host"), Some("earlier.example"), "{v3}");
     // Without preserve_host the origin sees its own authority.
     assert_eq!(seen(&v, "host"), Some(format!("127.0.0.1:{}", o.port).as_str()));
     let id = seen(&v, "x-request-id").expect("generated X-Request-Id").to_string();

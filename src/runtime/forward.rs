@@ -88,7 +88,8 @@ fn write_upstream_head(
     http1::remove_hop_by_hop(h);
     let h = &*h;
     http1::write_request_line(method, target, Version::Http11, out);
-    h.write_lines_except(out, is_set_by_proxy);
+    let has_host = client_host.is_some();
+    h.write_lines_except(out, |name| is_set_by_proxy(name, has_host));
     let host = match (&client_host, upstream.preserve_host) {
         (Some(host), true) => host.as_slice(),
         _ => upstream.host_header.as_bytes(),
@@ -116,9 +117,11 @@ fn write_upstream_head(
 }
 
 /// Fields of the client's request the proxy writes itself upstream (each
-/// once, after the client's other fields): framing, Host, forwarding fields.
-/// The length picks the one candidate, so most fields cost one comparison.
-fn is_set_by_proxy(name: &[u8]) -> bool {
+/// once, after the client's other fields): framing, Host, forwarding fields;
+/// `X-Forwarded-Host` only when the request has a Host to put there (else
+/// the client's, or a script's, passes). The length picks the one
+/// candidate, so most fields cost one comparison.
+fn is_set_by_proxy(name: &[u8], has_host: bool) -> bool {
     let ours: &str = match name.len() {
         3 => "via",
         4 => "host",
@@ -126,7 +129,7 @@ fn is_set_by_proxy(name: &[u8]) -> bool {
         12 => "x-request-id",
         14 => "content-length",
         15 => "x-forwarded-for",
-        16 => "x-forwarded-host",
+        16 if has_host => "x-forwarded-host",
         17 => "x-forwarded-proto",
         _ => return false,
     };

@@ -205,9 +205,11 @@ impl Headers {
     }
 }
 
-/// Name ranges always cover exactly the bytes copied from a `&str` by
-/// `append` (whole strings, so char boundaries hold), so they are valid UTF-8.
-/// This runs for every field on every serialization, hence no re-validation.
+/// Name ranges always cover exactly the bytes of a `&str`: copied whole by
+/// `append`, or, by `from_wire_lines`, httparse's field names, which are
+/// `&str`s of the very bytes copied (`wire_block` checks they are in place).
+/// So they are valid UTF-8, and this, which runs for every field on every
+/// serialization, does not re-validate.
 fn name_str<'a>(bytes: &'a [u8], range: &Range<usize>) -> &'a str {
     let b = bytes.get(range.clone()).unwrap_or_default();
     debug_assert!(std::str::from_utf8(b).is_ok());
