@@ -76,9 +76,8 @@ static int has_body(const char *h, size_t n) {
         size_t rest = (size_t)(h + n - (p + 1));
         if (rest >= 18 && strncasecmp(p + 1, "transfer-encoding:", 18) == 0) return 1;
         if (rest >= 15 && strncasecmp(p + 1, "content-length:", 15) == 0) {
-            const char *v = p + 16;
-            while (v < h + n && (*v == ' ' || *v == '\t')) v++;
-            if (v < h + n && *v != '0') return 1;
+            /* the head ends in CRLF CRLF, so strtoul stops inside it */
+            if (strtoul(p + 16, NULL, 10) != 0) return 1;
         }
     }
     return 0;

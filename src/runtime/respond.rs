@@ -423,7 +423,6 @@ fn other_transfer_codings(h: &Headers) -> Vec<u8> {
     out
 }
 
-/// Tell the client whether the connection stays open.
 /// A fixed-length body that has already arrived whole with the head (a small
 /// response, usually): hand it to the response stages as loaded, as if a
 /// stage had read it. A stage then has nothing to wait for (its hook runs as
@@ -446,7 +445,8 @@ fn take_buffered_body(c: &mut Client, kind: BodyKind) {
     rs.upstream_body_read = true;
 }
 
-/// The `Connection` field the client gets, if any: `close` when we close,
+/// Tell the client whether the connection stays open: the `Connection`
+/// field it gets, if any: `close` when we close,
 /// `keep-alive` for an HTTP/1.0 client we keep.
 fn connection_field(keep_alive: bool, client: Version) -> Option<&'static [u8]> {
     if !keep_alive {
