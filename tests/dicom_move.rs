@@ -104,8 +104,7 @@ impl Setup {
 fn final_status(out: &str) -> Option<String> {
     // movescu -v prints "Received Final Move Response (<status text>)" for the last response
     out.lines()
-        .filter(|l| l.contains("Final Move Response"))
-        .next_back()
+        .rfind(|l| l.contains("Final Move Response"))
         .map(|l| l.split_once("Final Move Response").unwrap().1.trim().to_string())
 }
 

@@ -337,7 +337,7 @@ fn backend_down_store_fails() {
     fs::create_dir_all(&src).unwrap();
     let file = Instance { sop_uid: format!("{UID_ROOT}.70.1"), ..Instance::default() }.write(&src, "down");
     // sanity: the same store works while dcmqrscp is up
-    let (status, out) = storescu(&qr.tmp, "HARMONY", qr.hport, &[file.clone()], "up.log");
+    let (status, out) = storescu(&qr.tmp, "HARMONY", qr.hport, std::slice::from_ref(&file), "up.log");
     assert!(status.success(), "storescu through harmony with the backend up failed: {out}");
     let pgid = qr.qr.pid();
     qr.qr.stop();

@@ -222,11 +222,14 @@ pub fn dcmqrscp(tmp: &TempDir, hosts: &[(&str, &str, u16)]) -> (Peer, u16) {
     (qr, port)
 }
 
+/// (patient name, patient id, study no, date, [(series no, modality, instances)])
+type Study = (&'static str, &'static str, u32, &'static str, &'static [(u32, &'static str, u32)]);
+
 /// The Q/R test archive: 3 patients, 4 studies, 7 series, 11 instances; the
 /// pixel data (up to 40 KB) spans several PDUs at dcmqrscp's 16 KB max PDU.
 pub fn seed_instances() -> Vec<Instance> {
     // (patient name, patient id, study no, date, [(series no, modality, instances)])
-    let layout: &[(&str, &str, u32, &str, &[(u32, &str, u32)])] = &[
+    let layout: &[Study] = &[
         ("Doe^John", "PID-1", 1, "20240101", &[(1, "CT", 2), (2, "CT", 1)]),
         ("Doe^John", "PID-1", 2, "20240202", &[(1, "MR", 2)]),
         ("Doe^Jane", "PID-2", 3, "20240303", &[(1, "OT", 3), (2, "OT", 1)]),

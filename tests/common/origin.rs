@@ -6,10 +6,10 @@
 //!
 //! Paths (the query string selects options):
 //! - `/echo-body`      the request body back, streamed as it is read
-//!                     (Content-Length if the request had one, else chunked)
+//!   (Content-Length if the request had one, else chunked)
 //! - `/count`          reads the body, answers {"bytes", "fnv", "trailers"}
 //! - `/chunked[?trailer_bytes=N]`  chunked answer in several chunks plus an
-//!                     `X-Trailer` trailer ("done", or N 't's)
+//!   `X-Trailer` trailer ("done", or N 't's)
 //! - `/close`          close-delimited answer (no Content-Length), then close
 //! - `/slow?ms=N`      sleeps N ms, then answers "slow"
 //! - `/big?bytes=N[&chunked=1]`  N pattern bytes (`pattern_byte`), streamed
@@ -18,20 +18,21 @@
 //! - `/bad-head`       a malformed head (Content-Length: abc)
 //! - `/status/N`       status N with a short body
 //! - `/idle-close?ms=N` answers like `/headers` (keep-alive), then closes the
-//!                     connection if no next request arrives within N ms
-//!                     (counted in `Stats::idle_closes`)
+//!   connection if no next request arrives within N ms
+//!   (counted in `Stats::idle_closes`)
 //! - `/drop-next`      answers like `/headers` (keep-alive), then reads the next
-//!                     request on that connection and closes without answering
-//!                     (a stale keep-alive connection; counted in `Stats::dropped`)
+//!   request on that connection and closes without answering
+//!   (a stale keep-alive connection; counted in `Stats::dropped`)
 //! - `/aligned?total=N` a 200 whose head+body are exactly N bytes (default
-//!                     16384), followed in the same write by a second, unasked
-//!                     response whose body is "EVIL!" (must never be relayed)
+//!   16384), followed in the same write by a second, unasked
+//!   response whose body is "EVIL!" (must never be relayed)
 //! - `/reject`         reads only the head, answers 413 (Connection: close,
-//!                     body "nope") and closes with the body unread
+//!   body "nope") and closes with the body unread
 //! - `/close-after`    answers 200 "ok" (Content-Length: 2) and closes, the FIN
-//!                     in the same segment as the answer (TCP_CORK)
+//!   in the same segment as the answer (TCP_CORK)
 //! - anything else     (and `/headers`) the request head as JSON:
-//!                     {"method","target","version","headers":[[n,v],..],"body_bytes","port"}
+//!   {"method","target","version","headers":[[n,v],..],"body_bytes","port"}
+//!
 //! Every answer carries `Server: test-origin` and `X-Origin-Port: <port>`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -6,6 +6,7 @@ use super::dataset::DatasetState;
 use super::dataset_lua::DsUd;
 use dimse::{Command, CommandField};
 use mlua::{LuaString, UserData, UserDataMethods, Value};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -54,24 +55,11 @@ fn current(slot: &DimseSlot) -> mlua::Result<DimseMsg> {
 }
 
 /// "C-STORE-RQ", "N-ACTION-RSP", or the code in hex for anything else.
-pub(crate) fn command_name(f: CommandField) -> String {
-    let code = f.code();
-    let base = match code & 0x7FFF {
-        0x0001 => "C-STORE",
-        0x0010 => "C-GET",
-        0x0020 => "C-FIND",
-        0x0021 => "C-MOVE",
-        0x0030 => "C-ECHO",
-        0x0FFF if code == 0x0FFF => return "C-CANCEL-RQ".into(),
-        0x0100 => "N-EVENT-REPORT",
-        0x0110 => "N-GET",
-        0x0120 => "N-SET",
-        0x0130 => "N-ACTION",
-        0x0140 => "N-CREATE",
-        0x0150 => "N-DELETE",
-        _ => return format!("0x{code:04X}"),
-    };
-    format!("{base}-{}", if f.is_response() { "RSP" } else { "RQ" })
+pub(crate) fn command_name(f: CommandField) -> Cow<'static, str> {
+    match f.name() {
+        "UNKNOWN" => Cow::Owned(format!("0x{:04X}", f.code())),
+        name => Cow::Borrowed(name),
+    }
 }
 
 fn opt_str(lua: &mlua::Lua, v: &Option<String>) -> mlua::Result<Value> {
@@ -99,7 +87,7 @@ impl UserData for DimseUd {
             let s = msg.try_borrow().map_err(|_| bad("msg is in use"))?;
             let c = &s.command;
             Ok(match &*key.to_str()? {
-                "command" => Value::String(lua.create_string(command_name(c.field))?),
+                "command" => Value::String(lua.create_string(&*command_name(c.field))?),
                 "command_field" => Value::Integer(i64::from(c.field.code())),
                 "is_request" => Value::Boolean(s.is_request),
                 "message_id" => opt_int(c.message_id),
@@ -184,6 +172,7 @@ mod tests {
         assert_eq!(command_name(CommandField::CCancelRq), "C-CANCEL-RQ");
         assert_eq!(command_name(CommandField::Other(0x8130)), "N-ACTION-RSP");
         assert_eq!(command_name(CommandField::Other(0x4242)), "0x4242");
+        assert_eq!(command_name(CommandField::Other(0x8FFF)), "0x8FFF");
         assert!(is_uid("1.2.840.10008.1.1") && is_uid("2.25.0"));
         assert!(!is_uid("1..2") && !is_uid("1.02") && !is_uid("a.b") && !is_uid(&"1".repeat(65)));
     }

@@ -140,7 +140,7 @@ fn walk(b: &[u8], explicit: bool, big_endian: bool, mut top: Option<&mut Vec<Top
         let (vr, len, header) = if explicit {
             let vr_bytes = b.get(pos + 4..pos + 6).ok_or_else(|| truncated(pos))?;
             // dicom-parser reads an unknown VR as UN, with a 4-byte length
-            let known = VR::from_binary([vr_bytes[0], vr_bytes[1]]);
+            let known = vr_of([vr_bytes[0], vr_bytes[1]]);
             if strict && known.is_none() {
                 return Err(unsound(pos, "an unknown VR"));
             }
@@ -215,9 +215,61 @@ fn walk(b: &[u8], explicit: bool, big_endian: bool, mut top: Option<&mut Vec<Top
     Ok(())
 }
 
+/// `VR::from_binary` without its UTF-8 check and string match: the same
+/// 34 codes, matched as two bytes (the walk reads one per element).
+fn vr_of(code: [u8; 2]) -> Option<VR> {
+    use VR::*;
+    Some(match &code {
+        b"AE" => AE,
+        b"AS" => AS,
+        b"AT" => AT,
+        b"CS" => CS,
+        b"DA" => DA,
+        b"DS" => DS,
+        b"DT" => DT,
+        b"FL" => FL,
+        b"FD" => FD,
+        b"IS" => IS,
+        b"LO" => LO,
+        b"LT" => LT,
+        b"OB" => OB,
+        b"OD" => OD,
+        b"OF" => OF,
+        b"OL" => OL,
+        b"OV" => OV,
+        b"OW" => OW,
+        b"PN" => PN,
+        b"SH" => SH,
+        b"SL" => SL,
+        b"SQ" => SQ,
+        b"SS" => SS,
+        b"ST" => ST,
+        b"SV" => SV,
+        b"TM" => TM,
+        b"UC" => UC,
+        b"UI" => UI,
+        b"UL" => UL,
+        b"UN" => UN,
+        b"UR" => UR,
+        b"US" => US,
+        b"UT" => UT,
+        b"UV" => UV,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vr_codes_match_dicom_core() {
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                assert_eq!(vr_of([a, b]), VR::from_binary([a, b]), "{a:#04x} {b:#04x}");
+            }
+        }
+    }
 
     #[test]
     fn huge_declared_lengths_are_refused() {
