@@ -228,7 +228,6 @@ type Study = (&'static str, &'static str, u32, &'static str, &'static [(u32, &'s
 /// The Q/R test archive: 3 patients, 4 studies, 7 series, 11 instances; the
 /// pixel data (up to 40 KB) spans several PDUs at dcmqrscp's 16 KB max PDU.
 pub fn seed_instances() -> Vec<Instance> {
-    // (patient name, patient id, study no, date, [(series no, modality, instances)])
     let layout: &[Study] = &[
         ("Doe^John", "PID-1", 1, "20240101", &[(1, "CT", 2), (2, "CT", 1)]),
         ("Doe^John", "PID-1", 2, "20240202", &[(1, "MR", 2)]),
